@@ -33,7 +33,7 @@ impl fmt::Display for Id {
 ///
 /// Ordering is the tree's depth-first order, so a `BTreeMap<Path, _>` lists nodes the way
 /// every LwM2M content format wants them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Path {
     Root,
     Object(u16),
@@ -126,6 +126,19 @@ impl Path {
     }
 }
 
+impl Ord for Path {
+    /// Depth-first tree order: a node sorts right before its children.
+    fn cmp(&self, other: &Path) -> std::cmp::Ordering {
+        self.ids().cmp(&other.ids())
+    }
+}
+
+impl PartialOrd for Path {
+    fn partial_cmp(&self, other: &Path) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
 impl fmt::Display for Path {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let ids = self.ids();
@@ -148,10 +161,10 @@ impl FromStr for Path {
         let rest = s
             .strip_prefix('/')
             .ok_or_else(|| PathError::NoLeadingSlash(s.to_owned()))?;
-        let rest = rest.strip_suffix('/').unwrap_or(rest);
         if rest.is_empty() {
             return Ok(Path::Root);
         }
+        let rest = rest.strip_suffix('/').unwrap_or(rest);
         let mut ids = Vec::with_capacity(4);
         for segment in rest.split('/') {
             if ids.len() == 4 {
