@@ -70,13 +70,19 @@ impl Path {
 
     /// The IDs of this path, outermost first.
     pub fn ids(&self) -> Vec<u16> {
-        match *self {
-            Path::Root => vec![],
-            Path::Object(o) => vec![o],
-            Path::Instance(o, i) => vec![o, i],
-            Path::Resource(o, i, r) => vec![o, i, r],
-            Path::ResourceInstance(o, i, r, ri) => vec![o, i, r, ri],
-        }
+        self.segments().to_vec()
+    }
+
+    /// The IDs of this path without allocating: paths are map keys on hot paths.
+    pub fn segments(&self) -> Segments {
+        let (ids, len) = match *self {
+            Path::Root => ([0; 4], 0),
+            Path::Object(o) => ([o, 0, 0, 0], 1),
+            Path::Instance(o, i) => ([o, i, 0, 0], 2),
+            Path::Resource(o, i, r) => ([o, i, r, 0], 3),
+            Path::ResourceInstance(o, i, r, ri) => ([o, i, r, ri], 4),
+        };
+        Segments { ids, len }
     }
 
     /// Number of segments: 0 for the root, 4 for a resource instance.
@@ -91,22 +97,21 @@ impl Path {
     }
 
     pub fn object_id(&self) -> Option<u16> {
-        self.ids().first().copied()
+        self.segments().first().copied()
     }
     pub fn instance_id(&self) -> Option<u16> {
-        self.ids().get(1).copied()
+        self.segments().get(1).copied()
     }
     pub fn resource_id(&self) -> Option<u16> {
-        self.ids().get(2).copied()
+        self.segments().get(2).copied()
     }
     pub fn resource_instance_id(&self) -> Option<u16> {
-        self.ids().get(3).copied()
+        self.segments().get(3).copied()
     }
 
     /// The path one level up; the root has none.
     pub fn parent(&self) -> Option<Path> {
-        let ids = self.ids();
-        match ids.split_last() {
+        match self.segments().split_last() {
             Some((_, rest)) => Path::from_ids(rest),
             None => None,
         }
@@ -114,22 +119,40 @@ impl Path {
 
     /// The path one level down; `None` below a resource instance or for the reserved ID.
     pub fn child(&self, id: u16) -> Option<Path> {
-        let mut ids = self.ids();
-        ids.push(id);
+        let mut ids = self.segments();
+        if ids.len == 4 {
+            return None;
+        }
+        ids.ids[ids.len] = id;
+        ids.len += 1;
         Path::from_ids(&ids)
     }
 
     /// True when `self` is `other` or one of its ancestors.
     pub fn is_prefix_of(&self, other: &Path) -> bool {
-        let (a, b) = (self.ids(), other.ids());
+        let (a, b) = (self.segments(), other.segments());
         a.len() <= b.len() && a[..] == b[..a.len()]
+    }
+}
+
+/// Up to four IDs on the stack; derefs to a slice.
+#[derive(Debug, Clone, Copy)]
+pub struct Segments {
+    ids: [u16; 4],
+    len: usize,
+}
+
+impl std::ops::Deref for Segments {
+    type Target = [u16];
+    fn deref(&self) -> &[u16] {
+        &self.ids[..self.len]
     }
 }
 
 impl Ord for Path {
     /// Depth-first tree order: a node sorts right before its children.
     fn cmp(&self, other: &Path) -> std::cmp::Ordering {
-        self.ids().cmp(&other.ids())
+        self.segments()[..].cmp(&other.segments()[..])
     }
 }
 
@@ -141,11 +164,11 @@ impl PartialOrd for Path {
 
 impl fmt::Display for Path {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let ids = self.ids();
+        let ids = self.segments();
         if ids.is_empty() {
             return f.write_str("/");
         }
-        for id in ids {
+        for id in ids.iter() {
             write!(f, "/{id}")?;
         }
         Ok(())
