@@ -130,9 +130,8 @@ pub fn node_at_depth(object: u16, depth: usize) -> BoxedStrategy<(Path, Node)> {
             let resources = valued_resources(&model);
             (iid, proptest::sample::select(resources))
                 .prop_flat_map(move |(i, r)| {
-                    resource_for(&r).prop_map(move |res| {
-                        (Path::Resource(object, i, r.id), Node::Resource(res))
-                    })
+                    resource_for(&r)
+                        .prop_map(move |res| (Path::Resource(object, i, r.id), Node::Resource(res)))
                 })
                 .boxed()
         }
@@ -169,7 +168,10 @@ pub fn any_node() -> BoxedStrategy<(Path, Node)> {
 pub fn single_value_node() -> BoxedStrategy<(Path, Node)> {
     any_node()
         .prop_filter("single value", |(_, n)| {
-            matches!(n, Node::Resource(Resource::Single(_)) | Node::ResourceInstance(_))
+            matches!(
+                n,
+                Node::Resource(Resource::Single(_)) | Node::ResourceInstance(_)
+            )
         })
         .boxed()
 }
@@ -200,7 +202,8 @@ pub fn node_map() -> BoxedStrategy<NodeMap> {
 /// Leaf-level content as a time-series decoder returns it when nobody asked for paths:
 /// single resources, whole multiple resources, no instance-level nodes.
 pub fn resource_level_map() -> BoxedStrategy<NodeMap> {
-    let entry = proptest::sample::select(generated_objects()).prop_flat_map(|o| node_at_depth(o, 3));
+    let entry =
+        proptest::sample::select(generated_objects()).prop_flat_map(|o| node_at_depth(o, 3));
     proptest::collection::vec(entry, 1..4)
         .prop_map(without_overlaps)
         .boxed()
@@ -222,7 +225,11 @@ pub fn time_series() -> BoxedStrategy<Vec<TimestampedNodes>> {
                 .map(|(k, (dt, quarter, nodes))| {
                     t += dt as f64 + f64::from(quarter) / 4.0;
                     TimestampedNodes {
-                        time: if k == 0 && first_untimed { None } else { Some(Timestamp(t)) },
+                        time: if k == 0 && first_untimed {
+                            None
+                        } else {
+                            Some(Timestamp(t))
+                        },
                         nodes,
                     }
                 })
@@ -239,7 +246,7 @@ pub fn hex(text: &str) -> Vec<u8> {
         .flat_map(|l| l.chars())
         .filter(|c| !c.is_whitespace())
         .collect();
-    assert!(digits.len() % 2 == 0, "odd number of hex digits");
+    assert!(digits.len().is_multiple_of(2), "odd number of hex digits");
     (0..digits.len())
         .step_by(2)
         .map(|i| u8::from_str_radix(&digits[i..i + 2], 16).expect("hex digit"))
