@@ -152,6 +152,27 @@ pub struct ModelRegistry {
 
 /// The core objects' DDF files, shipped inside the crate.
 pub const CORE_DDF: &[(&str, &str)] = &[
+    ("0.xml", include_str!("../ddf/0.xml")),
+    ("0-1_1.xml", include_str!("../ddf/0-1_1.xml")),
+    ("0-1_2.xml", include_str!("../ddf/0-1_2.xml")),
+    ("1.xml", include_str!("../ddf/1.xml")),
+    ("1-1_1.xml", include_str!("../ddf/1-1_1.xml")),
+    ("1-1_2.xml", include_str!("../ddf/1-1_2.xml")),
+    ("2.xml", include_str!("../ddf/2.xml")),
+    ("2-1_1.xml", include_str!("../ddf/2-1_1.xml")),
+    ("3.xml", include_str!("../ddf/3.xml")),
+    ("3-1_1.xml", include_str!("../ddf/3-1_1.xml")),
+    ("3-1_2.xml", include_str!("../ddf/3-1_2.xml")),
+    ("4-1_0.xml", include_str!("../ddf/4-1_0.xml")),
+    ("4-1_1.xml", include_str!("../ddf/4-1_1.xml")),
+    ("4-1_2.xml", include_str!("../ddf/4-1_2.xml")),
+    ("4.xml", include_str!("../ddf/4.xml")),
+    ("5.xml", include_str!("../ddf/5.xml")),
+    ("5-1_1.xml", include_str!("../ddf/5-1_1.xml")),
+    ("5-1_2.xml", include_str!("../ddf/5-1_2.xml")),
+    ("21.xml", include_str!("../ddf/21.xml")),
+    ("21-1_1.xml", include_str!("../ddf/21-1_1.xml")),
+    ("21-2_0.xml", include_str!("../ddf/21-2_0.xml")),
 ];
 
 #[derive(Debug, thiserror::Error)]
@@ -211,6 +232,8 @@ impl ModelRegistry {
             .map_err(io)?
             .filter_map(|e| e.ok().map(|e| e.path()))
             .filter(|p| p.extension().is_some_and(|x| x.eq_ignore_ascii_case("xml")))
+            // A subdirectory that happens to be named `*.xml` is not a DDF file.
+            .filter(|p| p.is_file())
             .collect();
         files.sort();
         let mut added = Vec::new();
