@@ -1,0 +1,10 @@
+//! SenML CBOR (content format 112) from devices: any bytes give content or a `DecodeError` in
+//! every entry point, and decoded content survives a re-encode in SenML CBOR and SenML JSON.
+#![no_main]
+
+#[path = "senml_common.rs"]
+mod senml_common;
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| {
+    senml_common::run(steward_objects::ContentFormat::SenmlCbor, data);
+});
