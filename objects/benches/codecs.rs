@@ -9,7 +9,9 @@ use std::hint::black_box;
 use std::time::{Duration, Instant};
 
 use steward_objects::codec::{decode, encode};
-use steward_objects::{ContentFormat, Instance, ModelRegistry, Node, ObjLink, Path, Resource, Value};
+use steward_objects::{
+    ContentFormat, Instance, ModelRegistry, Node, ObjLink, Path, Resource, Value,
+};
 
 fn device_instance() -> Node {
     let s = |v: &str| Resource::Single(Value::String(v.to_owned()));
@@ -42,7 +44,10 @@ fn device_instance() -> Node {
         (19, s("SW 4.5.6")),
         (20, i(1)),
         (21, i(65536)),
-        (22, Resource::Multiple(BTreeMap::from([(0, Value::Objlnk(ObjLink::new(4, 0)))]))),
+        (
+            22,
+            Resource::Multiple(BTreeMap::from([(0, Value::Objlnk(ObjLink::new(4, 0)))])),
+        ),
     ]
     .into_iter()
     .collect();
@@ -80,7 +85,9 @@ fn main() {
     let budget = Duration::from_millis(if quick { 150 } else { 1000 });
     let models = ModelRegistry::core();
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    println!("steward-objects codec throughput, {cores} core(s), one thread, {budget:?} per figure");
+    println!(
+        "steward-objects codec throughput, {cores} core(s), one thread, {budget:?} per figure"
+    );
 
     let path = Path::Instance(3, 0);
     let node = device_instance();
@@ -101,13 +108,21 @@ fn main() {
 
     println!();
     let single = Path::Resource(3, 0, 0);
-    let value = Node::Resource(Resource::Single(Value::String("Open Mobile Alliance".into())));
+    let value = Node::Resource(Resource::Single(Value::String(
+        "Open Mobile Alliance".into(),
+    )));
     for format in [ContentFormat::Text, ContentFormat::Cbor, ContentFormat::Tlv] {
         report(format, &single, &value, &models, budget);
     }
 }
 
-fn report(format: ContentFormat, path: &Path, node: &Node, models: &ModelRegistry, budget: Duration) {
+fn report(
+    format: ContentFormat,
+    path: &Path,
+    node: &Node,
+    models: &ModelRegistry,
+    budget: Duration,
+) {
     let name = format!("{} {}", format.leshan_name(), path);
     let payload = match encode(format, path, node) {
         Ok(p) => p,

@@ -30,7 +30,10 @@ pub enum DdfError {
     #[error("no <Object> in the document")]
     NoObject,
     #[error("{context}: missing <{field}>")]
-    Missing { context: String, field: &'static str },
+    Missing {
+        context: String,
+        field: &'static str,
+    },
     #[error("{context}: <{field}> has invalid value {value:?}")]
     Invalid {
         context: String,
@@ -281,7 +284,10 @@ fn parse_resource(item: &Element, object_context: &str) -> Result<ResourceModel,
         multiple: multiple(required(item, &context, "MultipleInstances")?, &context)?,
         mandatory: mandatory(item.text_of("Mandatory").unwrap_or("Optional"), &context)?,
         data_type,
-        range: item.text_of("RangeEnumeration").unwrap_or_default().to_owned(),
+        range: item
+            .text_of("RangeEnumeration")
+            .unwrap_or_default()
+            .to_owned(),
         units: item.text_of("Units").unwrap_or_default().to_owned(),
         description: item.text_of("Description").unwrap_or_default().to_owned(),
     })

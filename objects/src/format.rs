@@ -77,7 +77,9 @@ impl ContentFormat {
             ContentFormat::SenmlEtchJson => "application/senml-etch+json",
             ContentFormat::SenmlEtchCbor => "application/senml-etch+cbor",
             ContentFormat::Tlv | ContentFormat::LegacyTlv => "application/vnd.oma.lwm2m+tlv",
-            ContentFormat::OmaJson | ContentFormat::LegacyOmaJson => "application/vnd.oma.lwm2m+json",
+            ContentFormat::OmaJson | ContentFormat::LegacyOmaJson => {
+                "application/vnd.oma.lwm2m+json"
+            }
             ContentFormat::Lwm2mCbor => "application/vnd.oma.lwm2m+cbor",
         }
     }
@@ -109,7 +111,10 @@ impl ContentFormat {
 
     /// Formats that carry one value only (Transport §6.3: text, opaque, CBOR).
     pub const fn is_single_value(self) -> bool {
-        matches!(self, ContentFormat::Text | ContentFormat::Opaque | ContentFormat::Cbor)
+        matches!(
+            self,
+            ContentFormat::Text | ContentFormat::Opaque | ContentFormat::Cbor
+        )
     }
 
     /// Formats that can carry nodes at several paths (composite operations, Send).
@@ -163,9 +168,9 @@ impl ClientFormats {
             ContentFormat::SenmlJson | ContentFormat::SenmlCbor | ContentFormat::Cbor => {
                 self.lwm2m >= Version::V1_1
             }
-            ContentFormat::Lwm2mCbor | ContentFormat::SenmlEtchJson | ContentFormat::SenmlEtchCbor => {
-                self.lwm2m >= Version::V1_2
-            }
+            ContentFormat::Lwm2mCbor
+            | ContentFormat::SenmlEtchJson
+            | ContentFormat::SenmlEtchCbor => self.lwm2m >= Version::V1_2,
             _ => true,
         };
         let shape_allows = match payload {
@@ -223,7 +228,10 @@ mod tests {
             assert_eq!(ContentFormat::from_code(f.code()), Some(f));
         }
         assert_eq!(ContentFormat::from_code(41), None);
-        assert_eq!(ContentFormat::from_leshan_name("senml_cbor"), Some(F::SenmlCbor));
+        assert_eq!(
+            ContentFormat::from_leshan_name("senml_cbor"),
+            Some(F::SenmlCbor)
+        );
         assert_eq!(ContentFormat::from_leshan_name("TLV"), Some(F::Tlv));
     }
 
@@ -235,14 +243,26 @@ mod tests {
         let v11_json = ClientFormats::new(Version::V1_1, vec![F::SenmlJson, F::Tlv]);
         assert_eq!(choose_format(&v10, Payload::Tree), Some(F::Tlv));
         assert_eq!(choose_format(&v10, Payload::Composite), None);
-        assert_eq!(choose_format(&v10, Payload::SingleValue(DataType::Integer)), Some(F::Text));
-        assert_eq!(choose_format(&v10, Payload::SingleValue(DataType::Opaque)), Some(F::Opaque));
+        assert_eq!(
+            choose_format(&v10, Payload::SingleValue(DataType::Integer)),
+            Some(F::Text)
+        );
+        assert_eq!(
+            choose_format(&v10, Payload::SingleValue(DataType::Opaque)),
+            Some(F::Opaque)
+        );
         assert_eq!(choose_format(&v11, Payload::Tree), Some(F::SenmlCbor));
         assert_eq!(choose_format(&v11, Payload::Composite), Some(F::SenmlCbor));
         assert_eq!(choose_format(&v12_cbor, Payload::Tree), Some(F::Lwm2mCbor));
-        assert_eq!(choose_format(&v12_cbor, Payload::Composite), Some(F::Lwm2mCbor));
+        assert_eq!(
+            choose_format(&v12_cbor, Payload::Composite),
+            Some(F::Lwm2mCbor)
+        );
         assert_eq!(choose_format(&v11_json, Payload::Tree), Some(F::SenmlJson));
-        assert_eq!(choose_format(&v11_json, Payload::Composite), Some(F::SenmlJson));
+        assert_eq!(
+            choose_format(&v11_json, Payload::Composite),
+            Some(F::SenmlJson)
+        );
     }
 
     #[test]

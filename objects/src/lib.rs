@@ -22,7 +22,9 @@ pub mod path;
 pub mod value;
 
 pub use format::{ClientFormats, ContentFormat, Payload, choose_format};
-pub use model::{ClientModels, ModelRegistry, Models, NoModels, ObjectModel, ResourceModel, Version};
+pub use model::{
+    ClientModels, ModelRegistry, Models, NoModels, ObjectModel, ResourceModel, Version,
+};
 pub use node::{Instance, Node, NodeMap, Resource, Timestamp, TimestampedNodes};
 pub use path::Path;
 pub use value::{DataType, ObjLink, Value};

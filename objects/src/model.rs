@@ -211,7 +211,11 @@ impl ModelRegistry {
     }
 
     /// Parses one DDF document and adds every object in it.
-    pub fn load_str(&mut self, name: &str, xml: &str) -> Result<Vec<(u16, Version)>, RegistryError> {
+    pub fn load_str(
+        &mut self,
+        name: &str,
+        xml: &str,
+    ) -> Result<Vec<(u16, Version)>, RegistryError> {
         let models = ddf::parse(xml).map_err(|source| RegistryError::Ddf {
             file: name.to_owned(),
             source,

@@ -59,7 +59,11 @@ impl Timestamp {
 
     /// Absolute seconds since the epoch, given when the message arrived.
     pub fn resolve(self, now: f64) -> f64 {
-        if self.is_relative() { now + self.0 } else { self.0 }
+        if self.is_relative() {
+            now + self.0
+        } else {
+            self.0
+        }
     }
 }
 
@@ -138,7 +142,11 @@ impl Node {
 }
 
 impl Instance {
-    fn push_leaves<'a>(&'a self, path: &Path, out: &mut Vec<(Path, &'a Value)>) -> Result<(), NodeError> {
+    fn push_leaves<'a>(
+        &'a self,
+        path: &Path,
+        out: &mut Vec<(Path, &'a Value)>,
+    ) -> Result<(), NodeError> {
         for (rid, res) in &self.resources {
             let p = path.child(*rid).ok_or(NodeError::WrongDepth {
                 path: *path,
@@ -151,7 +159,11 @@ impl Instance {
 }
 
 impl Resource {
-    fn push_leaves<'a>(&'a self, path: &Path, out: &mut Vec<(Path, &'a Value)>) -> Result<(), NodeError> {
+    fn push_leaves<'a>(
+        &'a self,
+        path: &Path,
+        out: &mut Vec<(Path, &'a Value)>,
+    ) -> Result<(), NodeError> {
         match self {
             Resource::Single(v) => out.push((*path, v)),
             Resource::Multiple(values) => {
@@ -197,7 +209,15 @@ pub fn build_node(base: &Path, leaves: Vec<Leaf>, models: &dyn Models) -> Result
             }
             Node::Resource(Resource::Multiple(BTreeMap::new()))
         }
-        Path::ResourceInstance(..) => return single_leaf(base, leaves).map(Node::ResourceInstance),
+        Path::ResourceInstance(o, _, r, _) => {
+            if models.resource(o, r).is_some_and(|m| !m.multiple) {
+                return Err(NodeError::Multiplicity {
+                    path: *base,
+                    expected: "single",
+                });
+            }
+            return single_leaf(base, leaves).map(Node::ResourceInstance);
+        }
     };
     for (path, value) in leaves {
         if !base.is_prefix_of(&path) {
@@ -222,7 +242,12 @@ fn single_leaf(base: &Path, leaves: Vec<Leaf>) -> Result<Value, NodeError> {
     Ok(value)
 }
 
-fn insert_leaf(node: &mut Node, path: Path, value: Value, models: &dyn Models) -> Result<(), NodeError> {
+fn insert_leaf(
+    node: &mut Node,
+    path: Path,
+    value: Value,
+    models: &dyn Models,
+) -> Result<(), NodeError> {
     let (resource_path, riid) = match path {
         Path::Resource(..) => (path, None),
         Path::ResourceInstance(o, i, r, ri) => (Path::Resource(o, i, r), Some(ri)),
@@ -238,7 +263,10 @@ fn insert_leaf(node: &mut Node, path: Path, value: Value, models: &dyn Models) -
         resource_path.instance_id(),
         resource_path.resource_id(),
     ) else {
-        return Err(NodeError::WrongDepth { path, node: "value" });
+        return Err(NodeError::WrongDepth {
+            path,
+            node: "value",
+        });
     };
     let model_multiple = models.resource(oid, rid).map(|m| m.multiple);
     match (model_multiple, riid) {
@@ -271,7 +299,10 @@ fn insert_leaf(node: &mut Node, path: Path, value: Value, models: &dyn Models) -
             }),
         },
         Node::Resource(Resource::Single(_)) | Node::ResourceInstance(_) => {
-            Err(NodeError::WrongDepth { path, node: "value" })
+            Err(NodeError::WrongDepth {
+                path,
+                node: "value",
+            })
         }
     }
 }

@@ -237,12 +237,27 @@ mod tests {
         assert_eq!("/3/0".parse(), Ok(Path::Instance(3, 0)));
         assert_eq!("/3/0/".parse(), Ok(Path::Instance(3, 0)));
         assert_eq!("/3/0/1".parse(), Ok(Path::Resource(3, 0, 1)));
-        assert_eq!("/3/0/11/65534".parse(), Ok(Path::ResourceInstance(3, 0, 11, 65534)));
+        assert_eq!(
+            "/3/0/11/65534".parse(),
+            Ok(Path::ResourceInstance(3, 0, 11, 65534))
+        );
     }
 
     #[test]
     fn rejects_bad_paths() {
-        for bad in ["", "3/0", "//", "/3//1", "/a", "/-1", "/+1", "/65535", "/1/2/3/4/5", "/ 3", "/000001"] {
+        for bad in [
+            "",
+            "3/0",
+            "//",
+            "/3//1",
+            "/a",
+            "/-1",
+            "/+1",
+            "/65535",
+            "/1/2/3/4/5",
+            "/ 3",
+            "/000001",
+        ] {
             assert!(bad.parse::<Path>().is_err(), "{bad:?} should be rejected");
         }
     }

@@ -106,7 +106,8 @@ impl FromStr for ObjLink {
     fn from_str(s: &str) -> Result<ObjLink, ObjLinkError> {
         let err = || ObjLinkError(s.chars().take(32).collect());
         let (o, i) = s.split_once(':').ok_or_else(err)?;
-        let digits = |x: &str| !x.is_empty() && x.len() <= 5 && x.bytes().all(|b| b.is_ascii_digit());
+        let digits =
+            |x: &str| !x.is_empty() && x.len() <= 5 && x.bytes().all(|b| b.is_ascii_digit());
         if !digits(o) || !digits(i) {
             return Err(err());
         }
@@ -223,8 +224,14 @@ mod tests {
 
     #[test]
     fn ddf_type_names() {
-        assert_eq!(DataType::from_ddf_name("Unsigned Integer"), Some(DataType::UnsignedInteger));
-        assert_eq!(DataType::from_ddf_name("unsignedInteger"), Some(DataType::UnsignedInteger));
+        assert_eq!(
+            DataType::from_ddf_name("Unsigned Integer"),
+            Some(DataType::UnsignedInteger)
+        );
+        assert_eq!(
+            DataType::from_ddf_name("unsignedInteger"),
+            Some(DataType::UnsignedInteger)
+        );
         assert_eq!(DataType::from_ddf_name("ObjLnk"), Some(DataType::Objlnk));
         assert_eq!(DataType::from_ddf_name(""), Some(DataType::None));
         assert_eq!(DataType::from_ddf_name("Double"), None);
@@ -241,11 +248,20 @@ mod tests {
 
     #[test]
     fn coercions_keep_values_exact() {
-        assert_eq!(Value::Float(3.0).coerce(DataType::Integer), Some(Value::Integer(3)));
+        assert_eq!(
+            Value::Float(3.0).coerce(DataType::Integer),
+            Some(Value::Integer(3))
+        );
         assert_eq!(Value::Float(3.5).coerce(DataType::Integer), None);
         assert_eq!(Value::Integer(-1).coerce(DataType::UnsignedInteger), None);
-        assert_eq!(Value::Integer(7).coerce(DataType::Time), Some(Value::Time(7)));
-        assert_eq!(Value::UnsignedInteger(u64::MAX).coerce(DataType::Integer), None);
+        assert_eq!(
+            Value::Integer(7).coerce(DataType::Time),
+            Some(Value::Time(7))
+        );
+        assert_eq!(
+            Value::UnsignedInteger(u64::MAX).coerce(DataType::Integer),
+            None
+        );
         assert_eq!(Value::Integer(i64::MAX).coerce(DataType::Float), None);
         assert_eq!(Value::Float(f64::NAN).coerce(DataType::Integer), None);
         assert_eq!(Value::Boolean(true).coerce(DataType::Integer), None);

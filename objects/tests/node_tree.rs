@@ -8,7 +8,7 @@ use proptest::prelude::*;
 use std::collections::BTreeMap;
 use steward_objects::codec::{group_leaves, group_timestamped};
 use steward_objects::node::{NodeError, build_node};
-use steward_objects::{Instance, Node, NoModels, Path, Resource, Value};
+use steward_objects::{Instance, NoModels, Node, Path, Resource, Value};
 
 fn owned_leaves(path: &Path, node: &Node) -> Vec<(Path, Value)> {
     node.leaves(path)
@@ -57,17 +57,35 @@ fn model_decides_multiplicity() {
         Err(NodeError::Multiplicity { .. })
     ));
     // /3/0/0 Manufacturer is single: an instance of it contradicts the model.
-    let leaves = vec![(Path::ResourceInstance(3, 0, 0, 1), Value::String("x".into()))];
+    let leaves = vec![(
+        Path::ResourceInstance(3, 0, 0, 1),
+        Value::String("x".into()),
+    )];
     assert!(matches!(
         build_node(&Path::Instance(3, 0), leaves, &*REGISTRY),
         Err(NodeError::Multiplicity { .. })
     ));
+    // A resource instance of a single resource is refused at its own path too.
+    let leaves = vec![(
+        Path::ResourceInstance(3, 0, 0, 1),
+        Value::String("x".into()),
+    )];
+    assert!(matches!(
+        build_node(&Path::ResourceInstance(3, 0, 0, 1), leaves, &*REGISTRY),
+        Err(NodeError::Multiplicity { .. })
+    ));
     // Without a model the depth decides.
-    let leaves = vec![(Path::ResourceInstance(3, 0, 0, 1), Value::String("x".into()))];
+    let leaves = vec![(
+        Path::ResourceInstance(3, 0, 0, 1),
+        Value::String("x".into()),
+    )];
     let node = build_node(&Path::Resource(3, 0, 0), leaves, &NoModels).expect("builds");
     assert_eq!(
         node,
-        Node::Resource(Resource::Multiple(BTreeMap::from([(1, Value::String("x".into()))])))
+        Node::Resource(Resource::Multiple(BTreeMap::from([(
+            1,
+            Value::String("x".into())
+        )])))
     );
 }
 
@@ -79,7 +97,10 @@ fn rebuild_refuses_strays_and_duplicates() {
         build_node(&Path::Instance(3, 0), outside, &*REGISTRY),
         Err(NodeError::OutsideBase { .. })
     ));
-    let twice = vec![(Path::Resource(3, 0, 9), v()), (Path::Resource(3, 0, 9), v())];
+    let twice = vec![
+        (Path::Resource(3, 0, 9), v()),
+        (Path::Resource(3, 0, 9), v()),
+    ];
     assert!(matches!(
         build_node(&Path::Instance(3, 0), twice, &*REGISTRY),
         Err(NodeError::Duplicate { .. })

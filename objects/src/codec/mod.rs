@@ -33,7 +33,10 @@ pub const MAX_NESTING: usize = 16;
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum DecodeError {
     #[error("malformed {format} payload: {reason}")]
-    Malformed { format: ContentFormat, reason: String },
+    Malformed {
+        format: ContentFormat,
+        reason: String,
+    },
     #[error("{path}: expected a value of type {expected}, got {found}")]
     TypeMismatch {
         path: Path,
@@ -181,8 +184,12 @@ pub fn encode_paths(format: ContentFormat, paths: &[Path]) -> Result<Vec<u8>, En
 /// Decodes the path list of a Read-Composite or Observe-Composite request.
 pub fn decode_paths(format: ContentFormat, payload: &[u8]) -> Result<Vec<Path>, DecodeError> {
     match format {
-        ContentFormat::SenmlJson | ContentFormat::SenmlEtchJson => senml::json::decode_paths(payload),
-        ContentFormat::SenmlCbor | ContentFormat::SenmlEtchCbor => senml::cbor::decode_paths(payload),
+        ContentFormat::SenmlJson | ContentFormat::SenmlEtchJson => {
+            senml::json::decode_paths(payload)
+        }
+        ContentFormat::SenmlCbor | ContentFormat::SenmlEtchCbor => {
+            senml::cbor::decode_paths(payload)
+        }
         ContentFormat::Lwm2mCbor => lwm2m_cbor::decode_paths(payload),
         _ => Err(unsupported_decode(format, "a path list")),
     }
@@ -239,7 +246,10 @@ pub fn type_value(
         return Err(DecodeError::TypeMismatch {
             path: *path,
             expected,
-            found: format!("a {} value (executable resources have none)", value.data_type()),
+            found: format!(
+                "a {} value (executable resources have none)",
+                value.data_type()
+            ),
         });
     }
     let found = value.data_type();
