@@ -54,7 +54,7 @@ pub fn encode(path: &Path, node: &Node) -> Result<Vec<u8>, EncodeError> {
 pub fn decode(path: &Path, payload: &[u8], models: &dyn Models) -> Result<Node, DecodeError> {
     check_single_path(FORMAT, path, models)?;
     let mut d = Decoder::new(payload);
-    let value = read_value(&mut d, path)?;
+    let value = read_item(&mut d, path)?;
     let rest = payload.len().saturating_sub(d.position());
     if rest != 0 {
         return Err(malformed(format!("{path}: {rest} bytes after the value")));
@@ -94,8 +94,9 @@ fn cbor_error(err: minicbor::decode::Error) -> DecodeError {
     malformed(err.to_string())
 }
 
-/// Reads one data item as the value its CBOR type says.
-fn read_value(d: &mut Decoder<'_>, path: &Path) -> Result<Value, DecodeError> {
+/// Reads one data item as the value its CBOR type says. LwM2M CBOR (11544) reads its leaf
+/// values with this too.
+pub(crate) fn read_item(d: &mut Decoder<'_>, path: &Path) -> Result<Value, DecodeError> {
     Ok(match d.datatype().map_err(cbor_error)? {
         Type::Bool => Value::Boolean(d.bool().map_err(cbor_error)?),
         Type::U8 | Type::U16 | Type::U32 | Type::U64 => {

@@ -39,8 +39,6 @@ use crate::value::Value;
 
 const FORMAT: ContentFormat = ContentFormat::Lwm2mCbor;
 
-/// CBOR tag for a date/time string (RFC 8949 §3.4.1).
-const TAG_DATE_TIME_STRING: u64 = 0;
 /// CBOR tag for epoch-based date/time (RFC 8949 §3.4.2).
 const TAG_EPOCH: u64 = 1;
 
@@ -306,160 +304,18 @@ fn below(path: Path, id: u16) -> Result<Path, DecodeError> {
     })
 }
 
+/// A value or null. Values are read exactly as in single-value CBOR (60), which LwM2M CBOR
+/// shares its value encodings with (Core Appendix C), so one reader serves both.
 fn read_leaf(d: &mut Decoder<'_>, path: &Path) -> Result<Wire, DecodeError> {
-    let value = match d.datatype().map_err(cbor_error)? {
-        Type::Null => {
-            d.null().map_err(cbor_error)?;
-            return Ok(Wire::Null);
-        }
-        Type::U8 | Type::U16 | Type::U32 | Type::U64 => {
-            let u = d.u64().map_err(cbor_error)?;
-            i64::try_from(u).map_or(Value::UnsignedInteger(u), Value::Integer)
-        }
-        Type::I8 | Type::I16 | Type::I32 | Type::I64 | Type::Int => {
-            Value::Integer(read_negative(d, path)?)
-        }
-        Type::F16 | Type::F32 | Type::F64 => Value::Float(d.f64().map_err(cbor_error)?),
-        Type::Bool => Value::Boolean(d.bool().map_err(cbor_error)?),
-        Type::String | Type::StringIndef => Value::String(read_text(d)?),
-        Type::Bytes | Type::BytesIndef => Value::Opaque(read_bytes(d)?),
-        Type::Tag => Value::Time(read_time(d, path)?),
-        other => {
-            return Err(malformed(format!(
-                "{path}: a {other} is not a resource value"
-            )));
-        }
-    };
-    Ok(Wire::Value(value))
-}
-
-fn read_negative(d: &mut Decoder<'_>, path: &Path) -> Result<i64, DecodeError> {
-    let int = d.int().map_err(cbor_error)?;
-    i64::try_from(int).map_err(|_| malformed(format!("{path}: integer below the 64-bit range")))
-}
-
-/// Text of definite or indefinite length; chunks of an indefinite string must be definite
-/// (minicbor enforces it), so this cannot nest.
-fn read_text(d: &mut Decoder<'_>) -> Result<String, DecodeError> {
-    let mut text = String::new();
-    for chunk in d.str_iter().map_err(cbor_error)? {
-        text.push_str(chunk.map_err(cbor_error)?);
+    if d.datatype().map_err(cbor_error)? == Type::Null {
+        d.null().map_err(cbor_error)?;
+        return Ok(Wire::Null);
     }
-    Ok(text)
-}
-
-fn read_bytes(d: &mut Decoder<'_>) -> Result<Vec<u8>, DecodeError> {
-    let mut bytes = Vec::new();
-    for chunk in d.bytes_iter().map_err(cbor_error)? {
-        bytes.extend_from_slice(chunk.map_err(cbor_error)?);
+    match crate::codec::cbor::read_item(d, path) {
+        Ok(value) => Ok(Wire::Value(value)),
+        Err(DecodeError::Malformed { reason, .. }) => Err(malformed(reason)),
+        Err(other) => Err(other),
     }
-    Ok(bytes)
-}
-
-/// Time: tag 1 around integer (or integral float) epoch seconds, or tag 0 around an RFC 3339
-/// string. Any other tag is not an LwM2M value.
-fn read_time(d: &mut Decoder<'_>, path: &Path) -> Result<i64, DecodeError> {
-    let tag = d.tag().map_err(cbor_error)?.as_u64();
-    match (tag, d.datatype().map_err(cbor_error)?) {
-        (TAG_EPOCH, Type::U8 | Type::U16 | Type::U32 | Type::U64) => {
-            let u = d.u64().map_err(cbor_error)?;
-            i64::try_from(u)
-                .map_err(|_| malformed(format!("{path}: epoch time beyond the 64-bit range")))
-        }
-        (TAG_EPOCH, Type::I8 | Type::I16 | Type::I32 | Type::I64 | Type::Int) => {
-            read_negative(d, path)
-        }
-        (TAG_EPOCH, Type::F16 | Type::F32 | Type::F64) => {
-            let f = d.f64().map_err(cbor_error)?;
-            match Value::Float(f).coerce(crate::value::DataType::Time) {
-                Some(Value::Time(t)) => Ok(t),
-                _ => Err(malformed(format!(
-                    "{path}: epoch time {f} is not whole seconds (LwM2M Time has one-second resolution)"
-                ))),
-            }
-        }
-        (TAG_DATE_TIME_STRING, Type::String | Type::StringIndef) => {
-            let text = read_text(d)?;
-            parse_rfc3339(&text)
-                .ok_or_else(|| malformed(format!("{path}: {text:?} is not an RFC 3339 date/time")))
-        }
-        (TAG_EPOCH | TAG_DATE_TIME_STRING, other) => {
-            Err(malformed(format!("{path}: tag {tag} around a {other}")))
-        }
-        _ => Err(malformed(format!(
-            "{path}: CBOR tag {tag} is not an LwM2M value"
-        ))),
-    }
-}
-
-/// `YYYY-MM-DDTHH:MM:SS[.frac](Z|±HH:MM)` to epoch seconds. Fractions are dropped: LwM2M
-/// Time counts whole seconds.
-fn parse_rfc3339(s: &str) -> Option<i64> {
-    let b = s.as_bytes();
-    let num = |from: usize, len: usize| -> Option<i64> {
-        let digits = b.get(from..from.checked_add(len)?)?;
-        digits.iter().try_fold(0i64, |acc, &c| {
-            c.is_ascii_digit().then(|| acc * 10 + i64::from(c - b'0'))
-        })
-    };
-    let sep = |at: usize, allowed: &[u8]| b.get(at).is_some_and(|c| allowed.contains(c));
-    if !(sep(4, b"-") && sep(7, b"-") && sep(10, b"Tt ") && sep(13, b":") && sep(16, b":")) {
-        return None;
-    }
-    let (year, month, day) = (num(0, 4)?, num(5, 2)?, num(8, 2)?);
-    let (hour, minute, second) = (num(11, 2)?, num(14, 2)?, num(17, 2)?);
-    if !(1..=12).contains(&month) || day < 1 || day > days_in_month(year, month) {
-        return None;
-    }
-    if hour > 23 || minute > 59 || second > 60 {
-        return None;
-    }
-    let mut at = 19;
-    if sep(at, b".") {
-        at += 1;
-        let start = at;
-        while b.get(at).is_some_and(u8::is_ascii_digit) {
-            at += 1;
-        }
-        if at == start {
-            return None;
-        }
-    }
-    let offset = match b.get(at) {
-        Some(b'Z' | b'z') if at + 1 == b.len() => 0,
-        Some(&sign @ (b'+' | b'-')) if at + 6 == b.len() && sep(at + 3, b":") => {
-            let (oh, om) = (num(at + 1, 2)?, num(at + 4, 2)?);
-            if oh > 23 || om > 59 {
-                return None;
-            }
-            let off = oh * 3600 + om * 60;
-            if sign == b'-' { -off } else { off }
-        }
-        _ => return None,
-    };
-    let days = days_from_civil(year, month, day);
-    Some(days * 86_400 + hour * 3600 + minute * 60 + second - offset)
-}
-
-fn days_in_month(year: i64, month: i64) -> i64 {
-    match month {
-        2 if (year % 4 == 0 && year % 100 != 0) || year % 400 == 0 => 29,
-        2 => 28,
-        4 | 6 | 9 | 11 => 30,
-        _ => 31,
-    }
-}
-
-/// Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's `days_from_civil`).
-/// Years are four digits here, so nothing overflows.
-fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
-    let y = if month <= 2 { year - 1 } else { year };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (month + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + day - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
 }
 
 /// Types every value through the model. Null is a path marker, not a value, and only
@@ -941,7 +797,7 @@ mod tests {
 
     #[test]
     fn values_and_time_forms() {
-        let cases: [(&str, Value); 8] = [
+        let cases: [(&str, Value); 9] = [
             ("c1 1a 51 82 42 8f", Value::Time(1_367_491_215)),
             ("c1 fb 41 d4 60 90 a3 c0 00 00", Value::Time(1_367_491_215)),
             (
@@ -956,6 +812,8 @@ mod tests {
                 Value::UnsignedInteger(u64::MAX),
             ),
             ("5f 41 01 41 02 ff", Value::Opaque(vec![1, 2])),
+            // A fraction of a second is dropped: LwM2M Time counts whole seconds.
+            ("c1 fb 3f f8 00 00 00 00 00 00", Value::Time(1)),
         ];
         for (value_hex, expected) in cases {
             let payload = hex(&format!("a1 83 03 00 01 {value_hex}"));
@@ -967,7 +825,6 @@ mod tests {
             );
         }
         for bad in [
-            "c1 fb 3f f8 00 00 00 00 00 00",
             "c2 41 00",
             "c1 61 31",
             "f7",
@@ -979,31 +836,6 @@ mod tests {
                 decode(&leaf("/3/0/1"), &payload, &NoModels).is_err(),
                 "{bad}"
             );
-        }
-    }
-
-    #[test]
-    fn rfc3339_offsets_and_calendar() {
-        assert_eq!(parse_rfc3339("1970-01-01T00:00:00Z"), Some(0));
-        assert_eq!(
-            parse_rfc3339("2013-05-02T12:40:15+02:00"),
-            Some(1_367_491_215)
-        );
-        assert_eq!(
-            parse_rfc3339("2013-05-02T10:40:15.999z"),
-            Some(1_367_491_215)
-        );
-        assert_eq!(parse_rfc3339("1969-12-31T23:59:59Z"), Some(-1));
-        assert_eq!(parse_rfc3339("2000-02-29T00:00:00Z"), Some(951_782_400));
-        for bad in [
-            "2001-02-29T00:00:00Z",
-            "2013-13-01T00:00:00Z",
-            "2013-05-02T10:40:15",
-            "2013-05-02T24:00:00Z",
-            "2013-05-02T10:40:15.Z",
-            "２013-05-02T10:40:15Z",
-        ] {
-            assert_eq!(parse_rfc3339(bad), None, "{bad}");
         }
     }
 
