@@ -80,3 +80,47 @@ proptest! {
         }
     }
 }
+
+/// The OMA examples of one Device object instance, written out in every tree format, decode to
+/// the same node: the vectors of each format agree with each other, not only with themselves.
+#[test]
+fn spec_device_instance_vectors_agree() {
+    let path = Path::Instance(3, 0);
+    let expected = Node::Instance(common::spec_device_instance());
+    let vectors: [(ContentFormat, &str, bool); 5] = [
+        (ContentFormat::Tlv, "tlv/device_instance.hex", true),
+        (
+            ContentFormat::OmaJson,
+            "oma_json/device_instance.json",
+            false,
+        ),
+        (
+            ContentFormat::Lwm2mCbor,
+            "lwm2m_cbor/device_instance.hex",
+            true,
+        ),
+        (
+            ContentFormat::SenmlJson,
+            "senml/lwm2m-read-device-instance.json",
+            false,
+        ),
+        (
+            ContentFormat::SenmlCbor,
+            "senml/lwm2m-read-device-instance.hex",
+            true,
+        ),
+    ];
+    for (format, file, is_hex) in vectors {
+        let text = common::vector(file);
+        let bytes = if is_hex {
+            common::hex(&text)
+        } else {
+            text.into_bytes()
+        };
+        assert_eq!(
+            decode(format, &path, &bytes, &*REGISTRY),
+            Ok(expected.clone()),
+            "{file}"
+        );
+    }
+}

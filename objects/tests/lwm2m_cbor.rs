@@ -56,25 +56,6 @@ fn instance(resources: Vec<(u16, Resource)>) -> Instance {
     }
 }
 
-fn device_instance() -> Instance {
-    let int = Value::Integer;
-    instance(vec![
-        (0, single(string("Open Mobile Alliance"))),
-        (1, single(string("Lightweight M2M Client"))),
-        (2, single(string("345000123"))),
-        (3, single(string("1.0"))),
-        (6, multiple(&[(0, int(1)), (1, int(5))])),
-        (7, multiple(&[(0, int(3800)), (1, int(5000))])),
-        (8, multiple(&[(0, int(125)), (1, int(900))])),
-        (9, single(int(100))),
-        (10, single(int(15))),
-        (11, multiple(&[(0, int(0))])),
-        (13, single(Value::Time(1_367_491_215))),
-        (14, single(string("+02:00"))),
-        (16, single(string("U"))),
-    ])
-}
-
 fn obj66_object() -> Node {
     let link = |o, i| Value::Objlnk(ObjLink::new(o, i));
     Node::Object(BTreeMap::from([
@@ -118,14 +99,14 @@ fn check_vector(name: &str, path: &str, expected: &Node, canonical: bool) {
 
 #[test]
 fn device_instance_read() {
-    let expected = Node::Instance(device_instance());
+    let expected = Node::Instance(common::spec_device_instance());
     check_vector("device_instance.hex", "/3/0", &expected, true);
     check_vector("device_instance_array_key.hex", "/3/0", &expected, false);
 }
 
 #[test]
 fn device_object_read_holds_the_instance() {
-    let expected = Node::Object(BTreeMap::from([(0, device_instance())]));
+    let expected = Node::Object(BTreeMap::from([(0, common::spec_device_instance())]));
     check_vector("device_instance.hex", "/3", &expected, true);
 }
 

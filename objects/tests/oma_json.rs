@@ -54,25 +54,6 @@ fn instance(resources: Vec<(u16, Resource)>) -> Instance {
     }
 }
 
-fn device_instance() -> Instance {
-    let int = Value::Integer;
-    instance(vec![
-        (0, single(string("Open Mobile Alliance"))),
-        (1, single(string("Lightweight M2M Client"))),
-        (2, single(string("345000123"))),
-        (3, single(string("1.0"))),
-        (6, multiple(&[(0, int(1)), (1, int(5))])),
-        (7, multiple(&[(0, int(3800)), (1, int(5000))])),
-        (8, multiple(&[(0, int(125)), (1, int(900))])),
-        (9, single(int(100))),
-        (10, single(int(15))),
-        (11, multiple(&[(0, int(0))])),
-        (13, single(Value::Time(1_367_491_215))),
-        (14, single(string("+02:00"))),
-        (16, single(string("U"))),
-    ])
-}
-
 fn as_json(bytes: &[u8]) -> serde_json::Value {
     serde_json::from_slice(bytes).expect("valid JSON")
 }
@@ -101,7 +82,7 @@ fn check_vector(name: &str, path: &str, expected: &Node, canonical: bool) {
 
 #[test]
 fn device_instance_read() {
-    let expected = Node::Instance(device_instance());
+    let expected = Node::Instance(common::spec_device_instance());
     check_vector("device_instance.json", "/3/0", &expected, true);
     // The same values named from the root.
     let partial = Node::Instance(instance(vec![

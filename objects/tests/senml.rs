@@ -205,37 +205,10 @@ fn rfc_names_are_not_lwm2m_paths() {
 // ---------------------------------------------------------------------------------------------
 // LwM2M vectors, each in JSON and in its CBOR twin.
 
-fn device_instance() -> Node {
-    Node::Instance(instance([
-        (0, Resource::Single(s("Open Mobile Alliance"))),
-        (1, Resource::Single(s("Lightweight M2M Client"))),
-        (2, Resource::Single(s("345000123"))),
-        (3, Resource::Single(s("1.0"))),
-        (
-            6,
-            multiple([(0, Value::Integer(1)), (1, Value::Integer(5))]),
-        ),
-        (
-            7,
-            multiple([(0, Value::Integer(3800)), (1, Value::Integer(5000))]),
-        ),
-        (
-            8,
-            multiple([(0, Value::Integer(125)), (1, Value::Integer(900))]),
-        ),
-        (9, Resource::Single(Value::Integer(100))),
-        (10, Resource::Single(Value::Integer(15))),
-        (11, multiple([(0, Value::Integer(0))])),
-        (13, Resource::Single(Value::Time(1367491215))),
-        (14, Resource::Single(s("+02:00"))),
-        (16, Resource::Single(s("U"))),
-    ]))
-}
-
 #[test]
 fn device_instance_read() {
     let path = Path::Instance(3, 0);
-    let expected = device_instance();
+    let expected = Node::Instance(common::spec_device_instance());
     for format in BOTH {
         let bytes = payload("lwm2m-read-device-instance", format);
         assert_eq!(
@@ -262,7 +235,7 @@ fn device_instance_read() {
 #[test]
 fn device_instance_encodes_like_the_vector() {
     let path = Path::Instance(3, 0);
-    let node = device_instance();
+    let node = Node::Instance(common::spec_device_instance());
     let json = encode(JSON, &path, &node).expect("encodes");
     let ours: serde_json::Value = serde_json::from_slice(&json).expect("valid JSON");
     let theirs: serde_json::Value =

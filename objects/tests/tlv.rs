@@ -52,24 +52,6 @@ fn single(v: Value) -> Resource {
     Resource::Single(v)
 }
 
-fn device_instance() -> Instance {
-    instance(vec![
-        (0, single(string("Open Mobile Alliance"))),
-        (1, single(string("Lightweight M2M Client"))),
-        (2, single(string("345000123"))),
-        (3, single(string("1.0"))),
-        (6, multiple(&[(0, int(1)), (1, int(5))])),
-        (7, multiple(&[(0, int(3800)), (1, int(5000))])),
-        (8, multiple(&[(0, int(125)), (1, int(900))])),
-        (9, single(int(100))),
-        (10, single(int(15))),
-        (11, multiple(&[(0, int(0))])),
-        (13, single(Value::Time(0x5182_428F))),
-        (14, single(string("+02:00"))),
-        (16, single(string("U"))),
-    ])
-}
-
 fn access_control_object() -> Node {
     let acl = |object: i64, entries: &[(u16, Value)]| {
         instance(vec![
@@ -133,12 +115,12 @@ fn spec_examples() -> Vec<(&'static str, Path, Node)> {
         (
             "device_instance.hex",
             Path::Instance(3, 0),
-            Node::Instance(device_instance()),
+            Node::Instance(common::spec_device_instance()),
         ),
         (
             "device_object.hex",
             Path::Object(3),
-            Node::Object(BTreeMap::from([(0, device_instance())])),
+            Node::Object(BTreeMap::from([(0, common::spec_device_instance())])),
         ),
         (
             "access_control_object.hex",
@@ -182,7 +164,7 @@ fn instance_wrapped_in_object_instance_tlv() {
         &tlv_vector("device_object.hex"),
         &*MODELS,
     );
-    assert_eq!(decoded, Ok(Node::Instance(device_instance())));
+    assert_eq!(decoded, Ok(Node::Instance(common::spec_device_instance())));
     // The wrapper must name the instance that was asked for.
     let decoded = decode(
         TLV,

@@ -258,3 +258,34 @@ pub fn vector(name: &str) -> String {
     let path = format!("{}/tests/vectors/{name}", env!("CARGO_MANIFEST_DIR"));
     std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
 }
+
+/// The Device object instance of the OMA LwM2M TS examples (TLV, JSON, SenML and LwM2M CBOR
+/// appendices all encode this one): every format's vector must decode to it.
+pub fn spec_device_instance() -> Instance {
+    let s = |v: &str| Resource::Single(Value::String(v.to_owned()));
+    let i = |v: i64| Resource::Single(Value::Integer(v));
+    let multi = |vs: &[i64]| {
+        Resource::Multiple(
+            (0u16..)
+                .zip(vs.iter().map(|v| Value::Integer(*v)))
+                .collect(),
+        )
+    };
+    Instance {
+        resources: BTreeMap::from([
+            (0, s("Open Mobile Alliance")),
+            (1, s("Lightweight M2M Client")),
+            (2, s("345000123")),
+            (3, s("1.0")),
+            (6, multi(&[1, 5])),
+            (7, multi(&[3800, 5000])),
+            (8, multi(&[125, 900])),
+            (9, i(100)),
+            (10, i(15)),
+            (11, multi(&[0])),
+            (13, Resource::Single(Value::Time(1_367_491_215))),
+            (14, s("+02:00")),
+            (16, s("U")),
+        ]),
+    }
+}
