@@ -11,6 +11,19 @@
 //! - [`codec`]: TLV, text, opaque, CBOR, SenML JSON/CBOR, OMA JSON, LwM2M CBOR.
 //! - [`link`]: the CoRE link format with LwM2M attributes.
 //! - [`format`]: content-format IDs and which one to use for which request.
+//!
+//! ```
+//! use steward_objects::{codec, ContentFormat, ModelRegistry, Node, Path, Resource, Value};
+//!
+//! let models = ModelRegistry::core();
+//! let path: Path = "/3/0/9".parse()?;
+//! // Battery Level 100 % as a TLV resource: type 0xC1 (8-bit ID, 1-byte value), ID 9, 0x64.
+//! let node = codec::decode(ContentFormat::Tlv, &path, &[0xC1, 0x09, 0x64], &models)?;
+//! assert_eq!(node, Node::Resource(Resource::Single(Value::Integer(100))));
+//! let senml = codec::encode(ContentFormat::SenmlJson, &path, &node)?;
+//! assert_eq!(String::from_utf8(senml)?, r#"[{"bn":"/3/0/","n":"9","v":100}]"#);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
 
 pub mod codec;
 pub mod ddf;
