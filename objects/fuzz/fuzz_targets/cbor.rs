@@ -2,10 +2,10 @@
 //! `DecodeError`, and a decoded node re-encodes to a payload that decodes to the same node.
 #![no_main]
 
+mod shared;
+
 use steward_objects::codec::{decode, encode};
-use steward_objects::{
-    ContentFormat, ModelRegistry, Models, NoModels, Node, Path, Resource, Value,
-};
+use steward_objects::{ContentFormat, Path};
 
 /// Every data type of the codec test object (0-8), its executable (9), a multiple resource
 /// (10) and instances of multiple resources, an unknown resource, a path above a resource,
@@ -29,25 +29,15 @@ const PATHS: [Path; 16] = [
     Path::Resource(3, 0, 13),
 ];
 
-static MODELS: std::sync::LazyLock<ModelRegistry> = std::sync::LazyLock::new(|| {
-    let mut reg = ModelRegistry::core();
-    reg.load_str(
-        "42799.xml",
-        include_str!("../../tests/vectors/ddf/42799.xml"),
-    )
-    .expect("test object DDF parses");
-    reg
-});
-
 libfuzzer_sys::fuzz_target!(|data: &[u8]| {
-    let Some((&selector, payload)) = data.split_first() else {
+    let Some(shared::Input {
+        path,
+        models,
+        payload,
+        ..
+    }) = shared::split(data, &PATHS)
+    else {
         return;
-    };
-    let path = PATHS[usize::from(selector) % PATHS.len()];
-    let models: &dyn Models = if selector & 0x80 == 0 {
-        &*MODELS
-    } else {
-        &NoModels
     };
     let Ok(node) = decode(ContentFormat::Cbor, &path, payload, models) else {
         return;
@@ -55,19 +45,7 @@ libfuzzer_sys::fuzz_target!(|data: &[u8]| {
     let again = encode(ContentFormat::Cbor, &path, &node).expect("a decoded node encodes");
     let back = decode(ContentFormat::Cbor, &path, &again, models).expect("re-encoded CBOR decodes");
     assert!(
-        same_node(&node, &back),
+        shared::same(&node, &back),
         "{path}: {node:?} came back as {back:?}"
     );
 });
-
-/// Equality that takes NaN as equal to NaN (CBOR carries NaN).
-fn same_node(a: &Node, b: &Node) -> bool {
-    match (a, b) {
-        (Node::Resource(Resource::Single(x)), Node::Resource(Resource::Single(y)))
-        | (Node::ResourceInstance(x), Node::ResourceInstance(y)) => match (x, y) {
-            (Value::Float(p), Value::Float(q)) => p == q || (p.is_nan() && q.is_nan()),
-            _ => x == y,
-        },
-        _ => a == b,
-    }
-}

@@ -2,11 +2,13 @@
 //! or a `DecodeError`, and whatever decodes survives a re-encode unchanged.
 #![no_main]
 
+mod shared;
+
 use steward_objects::codec::{
     decode, decode_nodes, decode_paths, decode_timestamped, encode, encode_nodes, encode_paths,
     encode_timestamped,
 };
-use steward_objects::{ContentFormat, ModelRegistry, Models, NoModels, Path};
+use steward_objects::{ContentFormat, Path};
 
 const CBOR: ContentFormat = ContentFormat::Lwm2mCbor;
 
@@ -25,36 +27,24 @@ const PATHS: [Path; 10] = [
     Path::Instance(3303, 0),
 ];
 
-static MODELS: std::sync::LazyLock<ModelRegistry> = std::sync::LazyLock::new(|| {
-    let mut reg = ModelRegistry::core();
-    reg.load_str(
-        "42799.xml",
-        include_str!("../../tests/vectors/ddf/42799.xml"),
-    )
-    .expect("test object DDF parses");
-    reg
-});
-
-/// Debug text compares NaN equal to NaN and keeps -0.0 apart from 0.0, as CBOR does.
-fn same<T: std::fmt::Debug>(a: &T, b: &T) -> bool {
-    format!("{a:?}") == format!("{b:?}")
-}
-
 libfuzzer_sys::fuzz_target!(|data: &[u8]| {
-    let Some((&selector, payload)) = data.split_first() else {
+    let Some(shared::Input {
+        path,
+        models,
+        payload,
+        ..
+    }) = shared::split(data, &PATHS)
+    else {
         return;
-    };
-    let path = PATHS[usize::from(selector) % PATHS.len()];
-    let models: &dyn Models = if selector & 0x80 == 0 {
-        &*MODELS
-    } else {
-        &NoModels
     };
 
     if let Ok(node) = decode(CBOR, &path, payload, models) {
         let again = encode(CBOR, &path, &node).expect("a decoded node encodes");
         let back = decode(CBOR, &path, &again, models).expect("a re-encoded node decodes");
-        assert!(same(&node, &back), "{path}: {node:?} came back as {back:?}");
+        assert!(
+            shared::same(&node, &back),
+            "{path}: {node:?} came back as {back:?}"
+        );
     }
 
     let requested = [path];
@@ -63,7 +53,10 @@ libfuzzer_sys::fuzz_target!(|data: &[u8]| {
             let again = encode_nodes(CBOR, &nodes).expect("decoded nodes encode");
             let back =
                 decode_nodes(CBOR, &again, requested, models).expect("re-encoded nodes decode");
-            assert!(same(&nodes, &back), "{nodes:?} came back as {back:?}");
+            assert!(
+                shared::same(&nodes, &back),
+                "{nodes:?} came back as {back:?}"
+            );
         }
     }
 
@@ -75,6 +68,9 @@ libfuzzer_sys::fuzz_target!(|data: &[u8]| {
     if let Ok(entries) = decode_timestamped(CBOR, payload, models) {
         let again = encode_timestamped(CBOR, &entries).expect("decoded entries carry no time");
         let back = decode_timestamped(CBOR, &again, models).expect("re-encoded entries decode");
-        assert!(same(&entries, &back), "{entries:?} came back as {back:?}");
+        assert!(
+            shared::same(&entries, &back),
+            "{entries:?} came back as {back:?}"
+        );
     }
 });

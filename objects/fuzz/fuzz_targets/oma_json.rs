@@ -2,8 +2,10 @@
 //! `DecodeError`, and a decoded node re-encodes to a document that decodes to the same node.
 #![no_main]
 
+mod shared;
+
 use steward_objects::codec::{decode, encode};
-use steward_objects::{ContentFormat, ModelRegistry, Models, NoModels, Path};
+use steward_objects::{ContentFormat, Path};
 
 /// Paths at every depth: the codec test object (every data type, single and multiple), core
 /// objects, an unknown object.
@@ -20,25 +22,15 @@ const PATHS: [Path; 10] = [
     Path::Object(1024),
 ];
 
-static MODELS: std::sync::LazyLock<ModelRegistry> = std::sync::LazyLock::new(|| {
-    let mut reg = ModelRegistry::core();
-    reg.load_str(
-        "42799.xml",
-        include_str!("../../tests/vectors/ddf/42799.xml"),
-    )
-    .expect("test object DDF parses");
-    reg
-});
-
 libfuzzer_sys::fuzz_target!(|data: &[u8]| {
-    let Some((&selector, payload)) = data.split_first() else {
+    let Some(shared::Input {
+        selector,
+        path,
+        models,
+        payload,
+    }) = shared::split(data, &PATHS)
+    else {
         return;
-    };
-    let path = PATHS[usize::from(selector) % PATHS.len()];
-    let models: &dyn Models = if selector & 0x80 == 0 {
-        &*MODELS
-    } else {
-        &NoModels
     };
     let format = if selector & 0x40 == 0 {
         ContentFormat::OmaJson
@@ -52,5 +44,8 @@ libfuzzer_sys::fuzz_target!(|data: &[u8]| {
     // decoded node encodes.
     let again = encode(format, &path, &node).expect("a decoded node encodes");
     let back = decode(format, &path, &again, models).expect("a re-encoded node decodes");
-    assert_eq!(node, back, "{path}");
+    assert!(
+        shared::same(&node, &back),
+        "{path}: {node:?} came back as {back:?}"
+    );
 });

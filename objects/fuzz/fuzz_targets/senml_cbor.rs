@@ -2,6 +2,8 @@
 //! every entry point, and decoded content survives a re-encode in SenML CBOR and SenML JSON.
 #![no_main]
 
+mod shared;
+
 #[path = "senml_common.rs"]
 mod senml_common;
 

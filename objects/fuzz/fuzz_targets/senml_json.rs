@@ -2,6 +2,8 @@
 //! every entry point, and decoded content survives a re-encode in SenML JSON and SenML CBOR.
 #![no_main]
 
+mod shared;
+
 #[path = "senml_common.rs"]
 mod senml_common;
 

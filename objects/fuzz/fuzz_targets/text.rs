@@ -2,8 +2,10 @@
 //! `DecodeError`, and a decoded node re-encodes to a payload that decodes to the same node.
 #![no_main]
 
+mod shared;
+
 use steward_objects::codec::{decode, encode};
-use steward_objects::{ContentFormat, ModelRegistry, Models, NoModels, Path};
+use steward_objects::{ContentFormat, Path};
 
 /// Every data type of the codec test object (0-8), its executable (9), a multiple resource
 /// (10) and one of its instances, an unknown resource, paths above a resource, and core
@@ -27,25 +29,15 @@ const PATHS: [Path; 16] = [
     Path::Resource(5, 0, 0),
 ];
 
-static MODELS: std::sync::LazyLock<ModelRegistry> = std::sync::LazyLock::new(|| {
-    let mut reg = ModelRegistry::core();
-    reg.load_str(
-        "42799.xml",
-        include_str!("../../tests/vectors/ddf/42799.xml"),
-    )
-    .expect("test object DDF parses");
-    reg
-});
-
 libfuzzer_sys::fuzz_target!(|data: &[u8]| {
-    let Some((&selector, payload)) = data.split_first() else {
+    let Some(shared::Input {
+        path,
+        models,
+        payload,
+        ..
+    }) = shared::split(data, &PATHS)
+    else {
         return;
-    };
-    let path = PATHS[usize::from(selector) % PATHS.len()];
-    let models: &dyn Models = if selector & 0x80 == 0 {
-        &*MODELS
-    } else {
-        &NoModels
     };
     for format in [ContentFormat::Text, ContentFormat::Opaque] {
         let Ok(node) = decode(format, &path, payload, models) else {
@@ -54,6 +46,9 @@ libfuzzer_sys::fuzz_target!(|data: &[u8]| {
         // Text refuses NaN and infinity on input, so everything it decodes has a text form.
         let again = encode(format, &path, &node).expect("a decoded node encodes");
         let back = decode(format, &path, &again, models).expect("re-encoded payload decodes");
-        assert_eq!(node, back, "{format} at {path}");
+        assert!(
+            shared::same(&node, &back),
+            "{format} at {path}: {node:?} came back as {back:?}"
+        );
     }
 });
