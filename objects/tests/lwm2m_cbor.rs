@@ -4,8 +4,9 @@
 
 mod common;
 
+use common::{EXAMPLE_MODELS, instance, multiple, p, single, string};
+
 use std::collections::BTreeMap;
-use std::sync::LazyLock;
 
 use common::{REGISTRY, hex, vector};
 use proptest::prelude::*;
@@ -13,47 +14,14 @@ use steward_objects::codec::{
     DecodeError, EncodeError, decode, decode_nodes, decode_paths, decode_timestamped, encode,
     encode_nodes, encode_paths, encode_timestamped,
 };
-use steward_objects::model::{ModelRegistry, NoModels};
+use steward_objects::model::NoModels;
 use steward_objects::node::{NodeError, NodeMap, TimestampedNodes};
-use steward_objects::{ContentFormat, Instance, Node, ObjLink, Path, Resource, Value};
+use steward_objects::{ContentFormat, Node, ObjLink, Path, Value};
 
 const CBOR: ContentFormat = ContentFormat::Lwm2mCbor;
 
-/// Core objects, the codec test object, and the example objects 65 and 66 of the TS examples.
-static MODELS: LazyLock<ModelRegistry> = LazyLock::new(|| {
-    let mut reg = REGISTRY.clone();
-    reg.load_str(
-        "spec_objects_65_66.xml",
-        &vector("tlv/spec_objects_65_66.xml"),
-    )
-    .expect("example objects parse");
-    reg
-});
-
 fn bytes(name: &str) -> Vec<u8> {
     hex(&vector(&format!("lwm2m_cbor/{name}")))
-}
-
-fn p(s: &str) -> Path {
-    s.parse().expect("test path")
-}
-
-fn string(s: &str) -> Value {
-    Value::String(s.to_owned())
-}
-
-fn single(v: Value) -> Resource {
-    Resource::Single(v)
-}
-
-fn multiple(values: &[(u16, Value)]) -> Resource {
-    Resource::Multiple(values.iter().cloned().collect())
-}
-
-fn instance(resources: Vec<(u16, Resource)>) -> Instance {
-    Instance {
-        resources: resources.into_iter().collect(),
-    }
 }
 
 fn obj66_object() -> Node {
@@ -84,7 +52,7 @@ fn check_vector(name: &str, path: &str, expected: &Node, canonical: bool) {
     let payload = bytes(name);
     let path = p(path);
     assert_eq!(
-        decode(CBOR, &path, &payload, &*MODELS).as_ref(),
+        decode(CBOR, &path, &payload, &*EXAMPLE_MODELS).as_ref(),
         Ok(expected),
         "{name}"
     );
@@ -166,7 +134,7 @@ fn read_composite_response() {
     ]);
     let payload = bytes("composite_read_response.hex");
     assert_eq!(
-        decode_nodes(CBOR, &payload, Some(&requested), &*MODELS),
+        decode_nodes(CBOR, &payload, Some(&requested), &*EXAMPLE_MODELS),
         Ok(expected.clone())
     );
     assert_eq!(encode_nodes(CBOR, &expected), Ok(payload));
@@ -190,7 +158,7 @@ fn write_composite_mixed_key_forms() {
         (p("/3/0/14"), Node::Resource(single(string("+02:00")))),
     ]);
     assert_eq!(
-        decode_nodes(CBOR, &bytes("write_composite.hex"), None, &*MODELS),
+        decode_nodes(CBOR, &bytes("write_composite.hex"), None, &*EXAMPLE_MODELS),
         Ok(expected)
     );
 }
@@ -198,7 +166,7 @@ fn write_composite_mixed_key_forms() {
 #[test]
 fn send_without_times_only() {
     let payload = bytes("composite_read_response.hex");
-    let entries = decode_timestamped(CBOR, &payload, &*MODELS).expect("decodes");
+    let entries = decode_timestamped(CBOR, &payload, &*EXAMPLE_MODELS).expect("decodes");
     assert_eq!(entries.len(), 1);
     assert_eq!(entries[0].time, None);
     assert_eq!(encode_timestamped(CBOR, &entries), Ok(payload));
@@ -284,12 +252,17 @@ fn is_malformed<T: std::fmt::Debug>(result: &Result<T, DecodeError>) -> bool {
 fn every_truncation_fails() {
     let full = bytes("device_instance.hex");
     for cut in 0..full.len() {
-        let result = decode(CBOR, &p("/3/0"), &full[..cut], &*MODELS);
+        let result = decode(CBOR, &p("/3/0"), &full[..cut], &*EXAMPLE_MODELS);
         assert!(is_malformed(&result), "cut at {cut}: {result:?}");
     }
     let mut trailing = full.clone();
     trailing.push(0x00);
-    assert!(is_malformed(&decode(CBOR, &p("/3/0"), &trailing, &*MODELS)));
+    assert!(is_malformed(&decode(
+        CBOR,
+        &p("/3/0"),
+        &trailing,
+        &*EXAMPLE_MODELS
+    )));
 }
 
 #[test]
@@ -419,11 +392,11 @@ fn wrong_types_are_refused() {
 fn content_outside_the_requested_path_is_refused() {
     let payload = bytes("device_instance.hex");
     assert!(matches!(
-        decode(CBOR, &p("/3/1"), &payload, &*MODELS),
+        decode(CBOR, &p("/3/1"), &payload, &*EXAMPLE_MODELS),
         Err(DecodeError::Node(NodeError::OutsideBase { .. }))
     ));
     let requested = [p("/3/0/9")];
-    assert!(decode_nodes(CBOR, &payload, Some(&requested), &*MODELS).is_err());
+    assert!(decode_nodes(CBOR, &payload, Some(&requested), &*EXAMPLE_MODELS).is_err());
 }
 
 #[test]

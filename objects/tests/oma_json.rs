@@ -4,54 +4,22 @@
 
 mod common;
 
+use common::{EXAMPLE_MODELS, instance, multiple, p, single, string};
+
 use std::collections::BTreeMap;
-use std::sync::LazyLock;
 
 use common::{REGISTRY, vector};
 use proptest::prelude::*;
 use steward_objects::codec::{DecodeError, EncodeError, decode, encode, encode_nodes};
-use steward_objects::model::{ModelRegistry, NoModels};
+use steward_objects::model::NoModels;
 use steward_objects::node::{NodeError, NodeMap};
-use steward_objects::{ContentFormat, Instance, Node, ObjLink, Path, Resource, Value};
+use steward_objects::{ContentFormat, Node, ObjLink, Value};
 
 const JSON: ContentFormat = ContentFormat::OmaJson;
 const LEGACY: ContentFormat = ContentFormat::LegacyOmaJson;
 
-/// Core objects, the codec test object, and the example objects 65 and 66 of the TS examples.
-static MODELS: LazyLock<ModelRegistry> = LazyLock::new(|| {
-    let mut reg = REGISTRY.clone();
-    reg.load_str(
-        "spec_objects_65_66.xml",
-        &vector("tlv/spec_objects_65_66.xml"),
-    )
-    .expect("example objects parse");
-    reg
-});
-
 fn payload(name: &str) -> Vec<u8> {
     vector(&format!("oma_json/{name}")).into_bytes()
-}
-
-fn p(s: &str) -> Path {
-    s.parse().expect("test path")
-}
-
-fn string(s: &str) -> Value {
-    Value::String(s.to_owned())
-}
-
-fn single(v: Value) -> Resource {
-    Resource::Single(v)
-}
-
-fn multiple(values: &[(u16, Value)]) -> Resource {
-    Resource::Multiple(values.iter().cloned().collect())
-}
-
-fn instance(resources: Vec<(u16, Resource)>) -> Instance {
-    Instance {
-        resources: resources.into_iter().collect(),
-    }
 }
 
 fn as_json(bytes: &[u8]) -> serde_json::Value {
@@ -65,7 +33,7 @@ fn check_vector(name: &str, path: &str, expected: &Node, canonical: bool) {
     let path = p(path);
     for format in [JSON, LEGACY] {
         assert_eq!(
-            decode(format, &path, &bytes, &*MODELS).as_ref(),
+            decode(format, &path, &bytes, &*EXAMPLE_MODELS).as_ref(),
             Ok(expected),
             "{name}"
         );
@@ -217,7 +185,7 @@ fn every_truncation_fails() {
     let full = payload("device_instance.json");
     let full = full.trim_ascii_end();
     for cut in 0..full.len() {
-        let result = decode(JSON, &p("/3/0"), &full[..cut], &*MODELS);
+        let result = decode(JSON, &p("/3/0"), &full[..cut], &*EXAMPLE_MODELS);
         assert!(is_malformed(&result), "cut at {cut}: {result:?}");
     }
 }
@@ -321,14 +289,19 @@ fn wrong_types_are_refused() {
 
 #[test]
 fn entries_outside_the_request_are_refused() {
-    let result = decode(JSON, &p("/3/1"), &payload("device_instance.json"), &*MODELS);
+    let result = decode(
+        JSON,
+        &p("/3/1"),
+        &payload("device_instance.json"),
+        &*EXAMPLE_MODELS,
+    );
     assert!(matches!(
         result,
         Err(DecodeError::Node(NodeError::OutsideBase { .. }))
     ));
     let multiplicity = br#"{"bn":"/3/0/","e":[{"n":"9/0","v":1}]}"#;
     assert!(matches!(
-        decode(JSON, &p("/3/0"), multiplicity, &*MODELS),
+        decode(JSON, &p("/3/0"), multiplicity, &*EXAMPLE_MODELS),
         Err(DecodeError::Node(NodeError::Multiplicity { .. }))
     ));
 }

@@ -3,53 +3,21 @@
 
 mod common;
 
+use common::{EXAMPLE_MODELS, instance, int, multiple, single, string};
+
 use std::collections::BTreeMap;
-use std::sync::LazyLock;
 
 use common::{REGISTRY, TEST_OBJECT, hex, vector};
 use proptest::prelude::*;
 use steward_objects::codec::{DecodeError, EncodeError, decode, encode};
-use steward_objects::model::{ModelRegistry, NoModels};
+use steward_objects::model::NoModels;
 use steward_objects::node::NodeError;
-use steward_objects::{ContentFormat, Instance, Models, Node, ObjLink, Path, Resource, Value};
+use steward_objects::{ContentFormat, Instance, Models, Node, ObjLink, Path, Value};
 
 const TLV: ContentFormat = ContentFormat::Tlv;
 
-/// Core objects, the codec test object, and the example objects 65 and 66 of the TLV examples.
-static MODELS: LazyLock<ModelRegistry> = LazyLock::new(|| {
-    let mut reg = REGISTRY.clone();
-    reg.load_str(
-        "spec_objects_65_66.xml",
-        &vector("tlv/spec_objects_65_66.xml"),
-    )
-    .expect("example objects parse");
-    reg
-});
-
 fn tlv_vector(name: &str) -> Vec<u8> {
     hex(&vector(&format!("tlv/{name}")))
-}
-
-fn multiple(values: &[(u16, Value)]) -> Resource {
-    Resource::Multiple(values.iter().cloned().collect())
-}
-
-fn instance(resources: Vec<(u16, Resource)>) -> Instance {
-    Instance {
-        resources: resources.into_iter().collect(),
-    }
-}
-
-fn int(i: i64) -> Value {
-    Value::Integer(i)
-}
-
-fn string(s: &str) -> Value {
-    Value::String(s.to_owned())
-}
-
-fn single(v: Value) -> Resource {
-    Resource::Single(v)
 }
 
 fn access_control_object() -> Node {
@@ -141,7 +109,7 @@ fn spec_examples() -> Vec<(&'static str, Path, Node)> {
 fn spec_examples_decode() {
     for (file, path, node) in spec_examples() {
         for format in [ContentFormat::Tlv, ContentFormat::LegacyTlv] {
-            let decoded = decode(format, &path, &tlv_vector(file), &*MODELS);
+            let decoded = decode(format, &path, &tlv_vector(file), &*EXAMPLE_MODELS);
             assert_eq!(decoded, Ok(node.clone()), "{file} at {path} as {format}");
         }
     }
@@ -162,7 +130,7 @@ fn instance_wrapped_in_object_instance_tlv() {
         TLV,
         &Path::Instance(3, 0),
         &tlv_vector("device_object.hex"),
-        &*MODELS,
+        &*EXAMPLE_MODELS,
     );
     assert_eq!(decoded, Ok(Node::Instance(common::spec_device_instance())));
     // The wrapper must name the instance that was asked for.
@@ -170,7 +138,7 @@ fn instance_wrapped_in_object_instance_tlv() {
         TLV,
         &Path::Instance(3, 1),
         &tlv_vector("device_object.hex"),
-        &*MODELS,
+        &*EXAMPLE_MODELS,
     );
     assert!(
         matches!(decoded, Err(DecodeError::Malformed { .. })),
@@ -180,7 +148,7 @@ fn instance_wrapped_in_object_instance_tlv() {
 
 #[test]
 fn resource_and_resource_instance_paths() {
-    let models = &*MODELS;
+    let models = &*EXAMPLE_MODELS;
     let voltage = hex("88 07 08 42 00 0E D8 42 01 13 88");
     assert_eq!(
         decode(TLV, &Path::Resource(3, 0, 7), &voltage, models),
@@ -239,7 +207,7 @@ fn without_a_model_values_stay_raw_bytes() {
         TLV,
         &Path::Resource(3, 0, 999),
         &hex("E8 03 E7 02 AB CD"),
-        &*MODELS,
+        &*EXAMPLE_MODELS,
     );
     assert_eq!(
         decoded,
@@ -279,7 +247,7 @@ fn value_encodings_per_type() {
             Some(&value_bytes[..]),
             "{path} {node:?}"
         );
-        assert_eq!(decode(TLV, &path, &bytes, &*MODELS), Ok(node));
+        assert_eq!(decode(TLV, &path, &bytes, &*EXAMPLE_MODELS), Ok(node));
     }
 }
 
@@ -299,7 +267,7 @@ fn decode_test_resource(rid: u16, value: &[u8]) -> Result<Node, DecodeError> {
         TLV,
         &Path::Resource(TEST_OBJECT, 0, rid),
         &test_resource(rid, value),
-        &*MODELS,
+        &*EXAMPLE_MODELS,
     )
 }
 
@@ -335,7 +303,12 @@ fn wrong_value_sizes_and_contents_are_type_errors() {
 #[test]
 fn multiplicity_must_match_the_model() {
     // Available Power Sources (/3/0/6) is multiple; sent as a single resource TLV.
-    let result = decode(TLV, &Path::Instance(3, 0), &hex("C1 06 01"), &*MODELS);
+    let result = decode(
+        TLV,
+        &Path::Instance(3, 0),
+        &hex("C1 06 01"),
+        &*EXAMPLE_MODELS,
+    );
     assert!(
         matches!(
             result,
@@ -348,7 +321,7 @@ fn multiplicity_must_match_the_model() {
         TLV,
         &Path::Resource(3, 0, 9),
         &hex("83 09 41 00 64"),
-        &*MODELS,
+        &*EXAMPLE_MODELS,
     );
     assert!(
         matches!(
@@ -362,7 +335,7 @@ fn multiplicity_must_match_the_model() {
         TLV,
         &Path::ResourceInstance(3, 0, 9, 0),
         &hex("41 00 64"),
-        &*MODELS,
+        &*EXAMPLE_MODELS,
     );
     assert!(
         matches!(
@@ -381,7 +354,7 @@ fn duplicates_are_refused() {
         (Path::Object(3), "08 00 03 C1 09 64 08 00 03 C1 09 64"),
     ];
     for (path, bytes) in cases {
-        let result = decode(TLV, &path, &hex(bytes), &*MODELS);
+        let result = decode(TLV, &path, &hex(bytes), &*EXAMPLE_MODELS);
         assert!(
             matches!(result, Err(DecodeError::Node(NodeError::Duplicate { .. }))),
             "{path}: {result:?}"
@@ -410,18 +383,18 @@ fn structure_must_fit_the_path() {
         (Path::Resource(3, 0, 6), "86 06 C1 00 01 C1 01 05"),
     ];
     for (path, bytes) in cases {
-        let result = decode(TLV, &path, &hex(bytes), &*MODELS);
+        let result = decode(TLV, &path, &hex(bytes), &*EXAMPLE_MODELS);
         assert!(
             matches!(result, Err(DecodeError::Malformed { .. })),
             "{path} {bytes}: {result:?}"
         );
     }
     assert!(matches!(
-        decode(TLV, &Path::Resource(3, 0, 9), &[], &*MODELS),
+        decode(TLV, &Path::Resource(3, 0, 9), &[], &*EXAMPLE_MODELS),
         Err(DecodeError::Node(NodeError::Empty { .. }))
     ));
     assert_eq!(
-        decode(TLV, &Path::Object(3), &[], &*MODELS),
+        decode(TLV, &Path::Object(3), &[], &*EXAMPLE_MODELS),
         Ok(Node::Object(BTreeMap::new()))
     );
 }
@@ -431,7 +404,7 @@ fn truncated_payloads_never_decode() {
     // The object form is one TLV: every strict prefix cuts it.
     let full = tlv_vector("device_object.hex");
     for len in 1..full.len() {
-        let result = decode(TLV, &Path::Object(3), &full[..len], &*MODELS);
+        let result = decode(TLV, &Path::Object(3), &full[..len], &*EXAMPLE_MODELS);
         assert!(
             matches!(result, Err(DecodeError::Malformed { .. })),
             "prefix {len}: {result:?}"
@@ -444,7 +417,7 @@ fn trailing_garbage_is_refused() {
     for tail in ["00", "C8", "C8 00", "FF FF"] {
         let mut bytes = tlv_vector("device_instance.hex");
         bytes.extend(hex(tail));
-        let result = decode(TLV, &Path::Instance(3, 0), &bytes, &*MODELS);
+        let result = decode(TLV, &Path::Instance(3, 0), &bytes, &*EXAMPLE_MODELS);
         assert!(result.is_err(), "tail {tail}: {result:?}");
     }
 }
@@ -467,7 +440,7 @@ fn huge_declared_lengths_fail_fast() {
             Path::Resource(3, 0, 9),
             Path::ResourceInstance(3, 0, 6, 0),
         ] {
-            let result = decode(TLV, &path, &hex(bytes), &*MODELS);
+            let result = decode(TLV, &path, &hex(bytes), &*EXAMPLE_MODELS);
             assert!(result.is_err(), "{path} {bytes}: {result:?}");
         }
     }
@@ -484,7 +457,7 @@ fn deep_nesting_is_refused_without_recursion() {
         bytes = outer;
     }
     for path in [Path::Object(3), Path::Instance(3, 0)] {
-        let result = decode(TLV, &path, &bytes, &*MODELS);
+        let result = decode(TLV, &path, &bytes, &*EXAMPLE_MODELS);
         assert!(
             matches!(result, Err(DecodeError::Malformed { .. })),
             "{path}: {result:?}"
@@ -533,7 +506,7 @@ fn length_field_widths_round_trip() {
             _ => 5,
         };
         assert_eq!(bytes.len(), header + len, "{len}");
-        assert_eq!(decode(TLV, &path, &bytes, &*MODELS), Ok(node));
+        assert_eq!(decode(TLV, &path, &bytes, &*EXAMPLE_MODELS), Ok(node));
     }
 }
 
@@ -609,7 +582,7 @@ proptest! {
     /// Any bytes: an error or a node, and a node re-encodes to a payload that decodes to it.
     #[test]
     fn decoding_is_total(bytes in tlvish_bytes(), path in paths_for_fuzzing()) {
-        for models in [&*MODELS as &dyn Models, &NoModels] {
+        for models in [&*EXAMPLE_MODELS as &dyn Models, &NoModels] {
             if let Ok(node) = decode(TLV, &path, &bytes, models) {
                 let again = encode(TLV, &path, &node).expect("decoded nodes encode");
                 prop_assert_eq!(decode(TLV, &path, &again, models), Ok(node));

@@ -289,3 +289,42 @@ pub fn spec_device_instance() -> Instance {
         ]),
     }
 }
+
+/// The registry plus objects 65 and 66, the example objects of the TS object-link examples.
+pub static EXAMPLE_MODELS: LazyLock<ModelRegistry> = LazyLock::new(|| {
+    let mut reg = REGISTRY.clone();
+    reg.load_str(
+        "spec_objects_65_66.xml",
+        &vector("tlv/spec_objects_65_66.xml"),
+    )
+    .expect("example objects parse");
+    reg
+});
+
+// Short builders for expected values in vector tests.
+
+pub fn p(s: &str) -> Path {
+    s.parse().expect("test path")
+}
+
+pub fn int(i: i64) -> Value {
+    Value::Integer(i)
+}
+
+pub fn string(s: &str) -> Value {
+    Value::String(s.to_owned())
+}
+
+pub fn single(v: Value) -> Resource {
+    Resource::Single(v)
+}
+
+pub fn multiple(values: &[(u16, Value)]) -> Resource {
+    Resource::Multiple(values.iter().cloned().collect())
+}
+
+pub fn instance(resources: Vec<(u16, Resource)>) -> Instance {
+    Instance {
+        resources: resources.into_iter().collect(),
+    }
+}
