@@ -5,11 +5,17 @@
 //! send, the next timer and events. No sockets, no clock, no tasks (see quinn-proto).
 //!
 //! - [`endpoint`]: the exchange layer: message IDs, tokens, dedup, retransmission, NSTART.
+//! - [`block`]: block-wise transfers (RFC 7959) and Request-Tag (RFC 9175 §3), both sides.
+//! - [`observe`]: observer registrations and notification freshness (RFC 7641), both sides.
+//! - [`echo`]: Echo challenges and retries (RFC 9175 §2).
 //! - [`message`]: requests and responses as handlers see them.
 //! - [`sim`]: a simulated link (loss, duplication, reordering, MTU) and a client/server `Pair`.
 //! - [`wire`]: datagrams ⇄ messages on coap-lite's codec.
 
+pub mod block;
+pub mod echo;
 pub mod endpoint;
 pub mod message;
+pub mod observe;
 pub mod sim;
 pub mod wire;
