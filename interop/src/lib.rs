@@ -13,6 +13,7 @@ use steward_transport::udp::{self, Handle, UdpConfig};
 /// anything else → 4.04.
 pub fn answer(request: &Request) -> Response {
     match (request.method, request.path_string().as_str()) {
+        (Method::Get, "/") => Response::new(Code::CONTENT).with_payload(0, b"Steward".to_vec()),
         (Method::Get, "/hello") => {
             Response::new(Code::CONTENT).with_payload(0, b"Hello from Steward".to_vec())
         }
