@@ -14,6 +14,7 @@ use std::collections::{BinaryHeap, HashMap, VecDeque};
 use std::hash::Hash;
 use std::time::{Duration, Instant};
 
+use crate::block::BlockError;
 use crate::message::{Code, Request, Response, option};
 use crate::wire::{self, Kind, Message, Token, Type};
 
@@ -70,6 +71,18 @@ pub struct Transmit<P> {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct RequestId(u64);
 
+impl RequestId {
+    /// For the layer above ([`crate::stack`]), which names its own logical requests in the same
+    /// type so that a driver sees one kind of id whichever layer it owns.
+    pub(crate) const fn from_raw(raw: u64) -> RequestId {
+        RequestId(raw)
+    }
+
+    pub(crate) const fn raw(self) -> u64 {
+        self.0
+    }
+}
+
 /// Names a request this endpoint received, for answering it. Opaque on purpose: the message ID,
 /// type and token stay inside the layer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -91,6 +104,11 @@ impl<P: Copy> Incoming<P> {
             token: self.token,
         }
     }
+
+    /// The request's token, for the stack's observer list (which is keyed by peer and token).
+    pub(crate) fn token(&self) -> Token {
+        self.token
+    }
 }
 
 /// An observation this endpoint serves: where notifications go.
@@ -104,6 +122,15 @@ impl<P: Copy> ObserveKey<P> {
     pub fn peer(&self) -> P {
         self.peer
     }
+
+    /// The stack rebuilds keys from its observer list; the token stays inside the crate.
+    pub(crate) fn new(peer: P, token: Token) -> ObserveKey<P> {
+        ObserveKey { peer, token }
+    }
+
+    pub(crate) fn token(&self) -> Token {
+        self.token
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -116,6 +143,10 @@ pub enum Failure {
     QueueFull,
     /// The request could not be encoded (an option or payload too large for a datagram).
     Unencodable,
+    /// A block-wise transfer run by [`crate::stack::Stack`] could not complete: the body is over
+    /// a cap ([`BlockError::TooLarge`]), the representation kept changing
+    /// ([`BlockError::EtagChanged`]), or the peer broke the block-wise protocol.
+    Block(BlockError),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -159,10 +190,10 @@ pub struct Stats {
 
 /// SplitMix64: small, fast, and reproducible from the configured seed.
 #[derive(Debug, Clone)]
-struct Rng(u64);
+pub(crate) struct Rng(pub(crate) u64);
 
 impl Rng {
-    fn next(&mut self) -> u64 {
+    pub(crate) fn next(&mut self) -> u64 {
         self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
         let mut z = self.0;
         z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);

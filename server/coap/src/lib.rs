@@ -9,6 +9,8 @@
 //! - [`observe`]: observer registrations and notification freshness (RFC 7641), both sides.
 //! - [`echo`]: Echo challenges and retries (RFC 9175 §2).
 //! - [`message`]: requests and responses as handlers see them.
+//! - [`stack`]: the layer applications drive: an endpoint with block-wise, observe and Echo
+//!   made transparent.
 //! - [`sim`]: a simulated link (loss, duplication, reordering, MTU) and a client/server `Pair`.
 //! - [`wire`]: datagrams ⇄ messages on coap-lite's codec.
 
@@ -18,4 +20,5 @@ pub mod endpoint;
 pub mod message;
 pub mod observe;
 pub mod sim;
+pub mod stack;
 pub mod wire;

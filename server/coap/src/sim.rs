@@ -1,5 +1,6 @@
-//! A simulated network for deterministic tests: two endpoints, a link with delay, jitter,
-//! loss, duplication and an MTU, and simulated time. One thread, no sleeping: time jumps to the
+//! A simulated network for deterministic tests: two stacks ([`crate::stack::Stack`], each an
+//! endpoint with block-wise, observe and Echo), a link with delay, jitter, loss, duplication and
+//! an MTU, and simulated time. One thread, no sleeping: time jumps to the
 //! next delivery or timer. Later layers (LwM2M flows, plugins) reuse it for their own tests.
 //!
 //! ```
@@ -20,8 +21,9 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use crate::endpoint::{Config, Endpoint, Event, Failure, RequestId};
+use crate::endpoint::{Config, Event, Failure, RequestId};
 use crate::message::{Request, Response};
+use crate::stack::{Stack, StackConfig};
 
 /// The two ends of a pair.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -109,11 +111,11 @@ pub struct LinkStats {
     pub too_big: u64,
 }
 
-/// A client endpoint and a server endpoint joined by a simulated link.
+/// A client stack and a server stack joined by a simulated link.
 #[derive(Debug)]
 pub struct Pair {
-    pub client: Endpoint<Side>,
-    pub server: Endpoint<Side>,
+    pub client: Stack<Side>,
+    pub server: Stack<Side>,
     pub link: Link,
     pub now: Instant,
     pub stats: LinkStats,
@@ -128,24 +130,28 @@ pub struct Pair {
 
 impl Pair {
     pub fn new(link: Link, seed: u64) -> Pair {
-        Pair::with_configs(
-            link,
-            seed,
-            Config {
-                seed: seed ^ 0xC11E,
-                ..Config::default()
-            },
-            Config {
-                seed: seed ^ 0x5E4E,
-                ..Config::default()
-            },
-        )
+        Pair::with_configs(link, seed, StackConfig::default(), StackConfig::default())
     }
 
-    pub fn with_configs(link: Link, seed: u64, client: Config, server: Config) -> Pair {
+    /// A pair with the given settings; the endpoints' seeds are derived from `seed` (whatever
+    /// the configs say) so that one number replays a whole run.
+    pub fn with_configs(
+        link: Link,
+        seed: u64,
+        mut client: StackConfig,
+        mut server: StackConfig,
+    ) -> Pair {
+        client.endpoint = Config {
+            seed: seed ^ 0xC11E,
+            ..client.endpoint
+        };
+        server.endpoint = Config {
+            seed: seed ^ 0x5E4E,
+            ..server.endpoint
+        };
         Pair {
-            client: Endpoint::new(client),
-            server: Endpoint::new(server),
+            client: Stack::new(client),
+            server: Stack::new(server),
             link,
             now: Instant::now(),
             stats: LinkStats::default(),
@@ -157,7 +163,7 @@ impl Pair {
         }
     }
 
-    fn endpoint(&mut self, side: Side) -> &mut Endpoint<Side> {
+    fn endpoint(&mut self, side: Side) -> &mut Stack<Side> {
         match side {
             Side::Client => &mut self.client,
             Side::Server => &mut self.server,

@@ -147,7 +147,8 @@ pub fn szx_for_size(bytes: usize) -> u8 {
 }
 
 /// Why a block-wise step failed. [`BlockError::code`] names the response a server sends for it.
-#[derive(Debug, Clone, PartialEq, Eq, Error)]
+/// `Copy` so that it can ride in [`crate::endpoint::Failure`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Error)]
 pub enum BlockError {
     /// The peer sent a malformed option.
     #[error("block option value is {0} bytes; at most 3 are allowed")]
