@@ -5,14 +5,71 @@
 //! application. All protocol decisions stay in `steward-coap`.
 //!
 //! - [`udp`]: plain CoAP over UDP with socket buffers sized by us.
+//! - [`dtls`]: CoAP over DTLS 1.2 through `steward-dtls`, with each peer's authenticated identity.
 //! - [`Machine`]: what a driver needs from a state machine (the endpoint or the full stack).
 
+pub mod dtls;
 pub mod udp;
 
 use std::net::SocketAddr;
 use std::time::Instant;
 
 use steward_coap::endpoint::{Endpoint, Event};
+use tokio::sync::{mpsc, watch};
+
+/// A command from the application, run against the machine inside the driver task.
+pub type Command<M> = Box<dyn FnOnce(&mut M, Instant) + Send>;
+
+/// A handle to a running driver: send it commands, stop it. Dropping it stops the driver.
+pub struct Handle<M> {
+    commands: mpsc::UnboundedSender<Command<M>>,
+    shutdown: watch::Sender<bool>,
+    pub local: SocketAddr,
+}
+
+impl<M> Handle<M> {
+    fn new(
+        local: SocketAddr,
+    ) -> (
+        Handle<M>,
+        mpsc::UnboundedReceiver<Command<M>>,
+        watch::Receiver<bool>,
+    ) {
+        let (commands, rx) = mpsc::unbounded_channel();
+        let (shutdown, stop) = watch::channel(false);
+        (
+            Handle {
+                commands,
+                shutdown,
+                local,
+            },
+            rx,
+            stop,
+        )
+    }
+
+    /// Runs `f` on the machine in the driver task (e.g. start a request, answer one).
+    pub fn command(&self, f: impl FnOnce(&mut M, Instant) + Send + 'static) -> bool {
+        self.commands.send(Box::new(f)).is_ok()
+    }
+
+    pub fn shutdown(&self) {
+        let _ = self.shutdown.send(true);
+    }
+}
+
+impl<M> Drop for Handle<M> {
+    fn drop(&mut self) {
+        let _ = self.shutdown.send(true);
+    }
+}
+
+async fn sleep_until(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at.into()).await,
+        None => std::future::pending().await,
+    }
+}
 
 /// The driving surface shared by `steward_coap::endpoint::Endpoint` and the layers above it.
 pub trait Machine {
@@ -22,6 +79,8 @@ pub trait Machine {
     fn poll_timeout(&self) -> Option<Instant>;
     fn poll_transmit(&mut self) -> Option<(SocketAddr, Vec<u8>)>;
     fn poll_event(&mut self) -> Option<Self::Event>;
+    /// Drops all state about a peer (its DTLS session was replaced: a new message-ID space).
+    fn forget_peer(&mut self, peer: SocketAddr);
 }
 
 impl Machine for Endpoint<SocketAddr> {
@@ -41,5 +100,8 @@ impl Machine for Endpoint<SocketAddr> {
     }
     fn poll_event(&mut self) -> Option<Self::Event> {
         Endpoint::poll_event(self)
+    }
+    fn forget_peer(&mut self, peer: SocketAddr) {
+        Endpoint::forget_peer(self, peer);
     }
 }

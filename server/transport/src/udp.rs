@@ -13,7 +13,7 @@ use socket2::{Domain, Protocol, Socket, Type};
 use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, watch};
 
-use crate::Machine;
+use crate::{Command, Handle, Machine};
 
 /// Largest datagram we accept; CoAP over UDP stays far below (RFC 7252 §4.6).
 const MAX_DATAGRAM: usize = 65_535;
@@ -77,33 +77,6 @@ pub fn bind(config: &UdpConfig) -> io::Result<(UdpSocket, Granted)> {
     Ok((socket, granted))
 }
 
-/// A command from the application, run against the machine inside the driver task.
-pub type Command<M> = Box<dyn FnOnce(&mut M, Instant) + Send>;
-
-/// A handle to a running driver: send it commands, stop it.
-pub struct Handle<M> {
-    commands: mpsc::UnboundedSender<Command<M>>,
-    shutdown: watch::Sender<bool>,
-    pub local: SocketAddr,
-}
-
-impl<M> Handle<M> {
-    /// Runs `f` on the machine in the driver task (e.g. start a request, answer one).
-    pub fn command(&self, f: impl FnOnce(&mut M, Instant) + Send + 'static) -> bool {
-        self.commands.send(Box::new(f)).is_ok()
-    }
-
-    pub fn shutdown(&self) {
-        let _ = self.shutdown.send(true);
-    }
-}
-
-impl<M> Drop for Handle<M> {
-    fn drop(&mut self) {
-        let _ = self.shutdown.send(true);
-    }
-}
-
 /// Spawns the driver. `on_event` runs in the driver task for every event, with the machine, so
 /// it can answer at once (a piggybacked response needs no round trip through a channel).
 pub fn spawn<M, F>(
@@ -116,17 +89,9 @@ where
     F: FnMut(&mut M, Instant, M::Event) + Send + 'static,
 {
     let local = socket.local_addr()?;
-    let (commands, rx) = mpsc::unbounded_channel();
-    let (shutdown, stop) = watch::channel(false);
+    let (handle, rx, stop) = Handle::new(local);
     let task = tokio::spawn(run(socket, machine, on_event, rx, stop));
-    Ok((
-        Handle {
-            commands,
-            shutdown,
-            local,
-        },
-        task,
-    ))
+    Ok((handle, task))
 }
 
 async fn run<M, F>(
@@ -160,7 +125,7 @@ where
                     }
                 }
             }
-            () = sleep_until(timer) => machine.handle_timeout(Instant::now()),
+            () = crate::sleep_until(timer) => machine.handle_timeout(Instant::now()),
             command = commands.recv() => match command {
                 Some(f) => f(&mut machine, Instant::now()),
                 None => break,
@@ -173,13 +138,6 @@ where
     }
     flush(&socket, &mut machine, &mut on_event).await;
     machine
-}
-
-async fn sleep_until(at: Option<Instant>) {
-    match at {
-        Some(at) => tokio::time::sleep_until(at.into()).await,
-        None => std::future::pending().await,
-    }
 }
 
 /// Sends everything the machine queued and hands out its events, until both are empty (an
