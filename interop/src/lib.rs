@@ -1,55 +1,117 @@
-//! Test support for interop runs: a Steward CoAP endpoint serving a few fixed resources on
-//! loopback, and a runner for external client processes with a time limit.
+//! Test support for interop runs: a Steward CoAP stack serving a few fixed resources on
+//! loopback over UDP or DTLS, and a runner for external client processes with a time limit.
+//!
+//! Resources: `/` and `/hello` (text), `/echo` (POST/PUT: the body back), `/large` (4 KiB,
+//! block-wise), `/counter` (observable, notified every 200 ms), `/whoami` (the authenticated
+//! DTLS identity).
 
 use std::net::SocketAddr;
 use std::process::Output;
-use std::time::Duration;
-
 use std::sync::Arc;
-use steward_coap::endpoint::{Config, Endpoint, Event};
-use steward_coap::message::{Code, Method, Request, Response};
+use std::time::{Duration, Instant};
 
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair};
+use steward_coap::endpoint::Event;
+use steward_coap::message::{Code, Method, Request, Response};
+use steward_coap::stack::{Stack, StackConfig};
 use steward_dtls::{
     ChainVerifier, DtlsConfig, DtlsServer, MemoryCredentials, ServerCertificate, StrictPolicy,
 };
-use steward_transport::Handle;
 use steward_transport::udp::{self, UdpConfig};
+use steward_transport::{Commander, Handle};
 
-/// What the test server answers: `/hello` → text, `/echo` (POST/PUT) → the body back,
-/// anything else → 4.04.
+/// The machine the test servers run.
+pub type Server = Stack<SocketAddr>;
+
+/// The 4 KiB body of `/large`: printable, position-dependent, so a misplaced block shows.
+pub fn large_body() -> Vec<u8> {
+    (0..4096u32).map(|i| b'a' + (i % 26) as u8).collect()
+}
+
+/// What the test server answers for everything but `/counter` and `/whoami`.
 pub fn answer(request: &Request) -> Response {
     match (request.method, request.path_string().as_str()) {
         (Method::Get, "/") => Response::new(Code::CONTENT).with_payload(0, b"Steward".to_vec()),
         (Method::Get, "/hello") => {
             Response::new(Code::CONTENT).with_payload(0, b"Hello from Steward".to_vec())
         }
+        (Method::Get, "/large") => Response::new(Code::CONTENT).with_payload(0, large_body()),
         (Method::Post | Method::Put, "/echo") => {
             Response::new(Code::CHANGED).with_payload(0, request.payload.clone())
         }
-        (_, "/hello" | "/echo") => Response::new(Code::METHOD_NOT_ALLOWED),
+        (_, "/hello" | "/echo" | "/large") => Response::new(Code::METHOD_NOT_ALLOWED),
         _ => Response::new(Code::NOT_FOUND),
     }
 }
 
-/// Starts a plain-UDP Steward endpoint on 127.0.0.1 with a free port. Dropping the handle
-/// stops it.
-pub async fn start_plain_server() -> std::io::Result<Handle<Endpoint<SocketAddr>>> {
+fn counter_value(n: u64) -> Response {
+    // One value per line: libcoap prints notification payloads back to back.
+    Response::new(Code::CONTENT).with_payload(0, format!("{n}\n").into_bytes())
+}
+
+/// Handles one stack event the way both test servers do. `whoami` describes the peer.
+fn serve(
+    stack: &mut Server,
+    now: Instant,
+    event: Event<SocketAddr>,
+    whoami: impl Fn(SocketAddr) -> String,
+) {
+    let Event::Request { id, request } = event else {
+        return;
+    };
+    match request.path_string().as_str() {
+        "/counter" if request.method == Method::Get => {
+            let response = counter_value(0);
+            if steward_coap::endpoint::is_observe_register(&request) {
+                let _ = stack.observe_accept(now, id, "/counter", response);
+            } else {
+                let _ = stack.respond(now, id, response);
+            }
+        }
+        "/whoami" => {
+            let body = whoami(id.peer()).into_bytes();
+            let _ = stack.respond(now, id, Response::new(Code::CONTENT).with_payload(0, body));
+        }
+        _ => {
+            let _ = stack.respond(now, id, answer(&request));
+        }
+    }
+}
+
+/// Notifies `/counter` observers every 200 ms until the driver stops.
+fn start_counter(commander: Commander<Server>) {
+    tokio::spawn(async move {
+        let mut n = 0u64;
+        let mut tick = tokio::time::interval(Duration::from_millis(200));
+        loop {
+            tick.tick().await;
+            n += 1;
+            let value = n;
+            let alive = commander.command(move |stack: &mut Server, now| {
+                stack.notify_observers(now, "/counter", counter_value(value));
+            });
+            if !alive {
+                return;
+            }
+        }
+    });
+}
+
+/// Starts a plain-UDP Steward stack on 127.0.0.1 with a free port. Dropping the handle stops it.
+pub async fn start_plain_server() -> std::io::Result<Handle<Server>> {
     let config = UdpConfig {
         bind: SocketAddr::from(([127, 0, 0, 1], 0)),
         ..UdpConfig::default()
     };
     let (socket, _granted) = udp::bind(&config)?;
-    let endpoint = Endpoint::new(Config::default());
     let (handle, _task) = udp::spawn(
         socket,
-        endpoint,
-        |ep: &mut Endpoint<SocketAddr>, now, event| {
-            if let Event::Request { id, request } = event {
-                let _ = ep.respond(now, id, answer(&request));
-            }
+        Stack::new(StackConfig::default()),
+        |stack: &mut Server, now, event| {
+            serve(stack, now, event, |_| "anonymous".to_owned());
         },
     )?;
+    start_counter(handle.commander());
     Ok(handle)
 }
 
@@ -114,11 +176,9 @@ pub fn test_pki(client_cn: &str) -> Result<TestPki, rcgen::Error> {
     })
 }
 
-/// Starts a CoAP-over-DTLS Steward endpoint on 127.0.0.1 with a free port: PSK always, and
+/// Starts a CoAP-over-DTLS Steward stack on 127.0.0.1 with a free port: PSK always, and
 /// certificates when `pki` is given. Dropping the handle stops it.
-pub fn start_dtls_server(
-    pki: Option<&TestPki>,
-) -> Result<Handle<Endpoint<SocketAddr>>, steward_dtls::DtlsError> {
+pub fn start_dtls_server(pki: Option<&TestPki>) -> Result<Handle<Server>, steward_dtls::DtlsError> {
     let mut config = DtlsConfig::new(SocketAddr::from(([127, 0, 0, 1], 0)));
     let mut credentials = MemoryCredentials::new().with_psk(PSK_IDENTITY, PSK_KEY);
     if let Some(pki) = pki {
@@ -129,29 +189,20 @@ pub fn start_dtls_server(
         ));
     }
     let (server, inbound) = DtlsServer::bind(config, Arc::new(credentials))?;
-    let endpoint = Endpoint::new(Config::default());
     let (handle, _task) = steward_transport::dtls::spawn(
         server,
         inbound,
-        endpoint,
-        |ep: &mut Endpoint<SocketAddr>, now, event, peers: &steward_transport::dtls::Peers| {
-            if let Event::Request { id, request } = event {
-                let response = match request.path_string().as_str() {
-                    // Tells the client who the server thinks it is: the authenticated identity.
-                    "/whoami" => Response::new(Code::CONTENT).with_payload(
-                        0,
-                        peers
-                            .identity(id.peer())
-                            .map(|i| describe(i))
-                            .unwrap_or_default()
-                            .into_bytes(),
-                    ),
-                    _ => answer(&request),
-                };
-                let _ = ep.respond(now, id, response);
-            }
+        Stack::new(StackConfig::default()),
+        |stack: &mut Server, now, event, peers: &steward_transport::dtls::Peers| {
+            serve(stack, now, event, |peer| {
+                peers
+                    .identity(peer)
+                    .map(|i| describe(i))
+                    .unwrap_or_default()
+            });
         },
     );
+    start_counter(handle.commander());
     Ok(handle)
 }
 

@@ -15,6 +15,7 @@ use std::net::SocketAddr;
 use std::time::Instant;
 
 use steward_coap::endpoint::{Endpoint, Event};
+use steward_coap::stack::Stack;
 use tokio::sync::{mpsc, watch};
 
 /// A command from the application, run against the machine inside the driver task.
@@ -53,6 +54,12 @@ impl<M> Handle<M> {
         self.commands.send(Box::new(f)).is_ok()
     }
 
+    /// A clonable sender of commands, for tasks that act on the machine (timers, notifiers).
+    /// It does not keep the driver alive: dropping the handle still stops it.
+    pub fn commander(&self) -> Commander<M> {
+        Commander(self.commands.clone())
+    }
+
     pub fn shutdown(&self) {
         let _ = self.shutdown.send(true);
     }
@@ -61,6 +68,22 @@ impl<M> Handle<M> {
 impl<M> Drop for Handle<M> {
     fn drop(&mut self) {
         let _ = self.shutdown.send(true);
+    }
+}
+
+/// Sends commands to a running driver; see [`Handle::commander`].
+pub struct Commander<M>(mpsc::UnboundedSender<Command<M>>);
+
+impl<M> Clone for Commander<M> {
+    fn clone(&self) -> Self {
+        Commander(self.0.clone())
+    }
+}
+
+impl<M> Commander<M> {
+    /// False once the driver has stopped.
+    pub fn command(&self, f: impl FnOnce(&mut M, Instant) + Send + 'static) -> bool {
+        self.0.send(Box::new(f)).is_ok()
     }
 }
 
@@ -103,5 +126,28 @@ impl Machine for Endpoint<SocketAddr> {
     }
     fn forget_peer(&mut self, peer: SocketAddr) {
         Endpoint::forget_peer(self, peer);
+    }
+}
+
+impl Machine for Stack<SocketAddr> {
+    type Event = Event<SocketAddr>;
+
+    fn handle(&mut self, now: Instant, peer: SocketAddr, datagram: &[u8]) {
+        Stack::handle(self, now, peer, datagram);
+    }
+    fn handle_timeout(&mut self, now: Instant) {
+        Stack::handle_timeout(self, now);
+    }
+    fn poll_timeout(&self) -> Option<Instant> {
+        Stack::poll_timeout(self)
+    }
+    fn poll_transmit(&mut self) -> Option<(SocketAddr, Vec<u8>)> {
+        Stack::poll_transmit(self).map(|t| (t.peer, t.datagram))
+    }
+    fn poll_event(&mut self) -> Option<Self::Event> {
+        Stack::poll_event(self)
+    }
+    fn forget_peer(&mut self, peer: SocketAddr) {
+        Stack::forget_peer(self, peer);
     }
 }
