@@ -249,10 +249,17 @@ enum Phase {
     Observing,
 }
 
+/// A remembered message ID: what happened to it, and until when it is remembered (which also
+/// tells a queued expiry apart from a later reuse of the same message ID).
+#[derive(Debug)]
+struct Remembered {
+    until: Instant,
+    seen: Seen,
+}
+
 #[derive(Debug, Default)]
 struct Peer {
-    seen: HashMap<u16, Seen>,
-    seen_order: VecDeque<(Instant, u16)>,
+    seen: HashMap<u16, Remembered>,
     retransmissions: HashMap<u16, Retransmission>,
     /// NON notifications recently sent, so a Reset to one ends the observation.
     non_notifications: HashMap<u16, Token>,
@@ -277,7 +284,6 @@ enum TimerKind {
     SeparateAck(u16),
     ResponseDeadline(Token),
     ForgetNon(u16),
-    Expire,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -298,6 +304,9 @@ pub struct Endpoint<P: Copy + Eq + Hash + Ord> {
     timer_seq: u64,
     peers: HashMap<P, Peer>,
     dedup_entries: usize,
+    /// Message IDs to forget, in expiry order. One queue per lifetime (CON, NON) keeps each
+    /// queue sorted, so expiry and eviction only ever look at the fronts.
+    expiries: [VecDeque<(Instant, P, u16)>; 2],
     /// Lazy timers: a fired timer whose state is gone is ignored, so nothing is ever removed
     /// from the heap but by popping.
     timers: BinaryHeap<Reverse<Timer<P>>>,
@@ -318,6 +327,7 @@ impl<P: Copy + Eq + Hash + Ord + std::fmt::Debug> Endpoint<P> {
             timer_seq: 0,
             peers: HashMap::new(),
             dedup_entries: 0,
+            expiries: [VecDeque::new(), VecDeque::new()],
             timers: BinaryHeap::new(),
             transmits: VecDeque::new(),
             events: VecDeque::new(),
@@ -345,7 +355,16 @@ impl<P: Copy + Eq + Hash + Ord + std::fmt::Debug> Endpoint<P> {
     /// When [`Endpoint::handle_timeout`] wants to run next. May be early (a timer whose state
     /// is gone), never late.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        self.timers.peek().map(|Reverse(t)| t.at)
+        let fronts = self
+            .expiries
+            .iter()
+            .filter_map(|q| q.front().map(|(at, _, _)| *at));
+        self.timers
+            .peek()
+            .map(|Reverse(t)| t.at)
+            .into_iter()
+            .chain(fronts)
+            .min()
     }
 
     /// Forgets everything about a peer: its DTLS session ended, or it re-registered from a new
@@ -405,8 +424,7 @@ impl<P: Copy + Eq + Hash + Ord + std::fmt::Debug> Endpoint<P> {
 
     fn on_request(&mut self, now: Instant, peer: P, msg: Message) {
         let con = msg.mtype == Type::Con;
-        if let Some(seen) = self.peers.get(&peer).and_then(|p| p.seen.get(&msg.mid)) {
-            self.stats.duplicates += 1;
+        if let Some(seen) = self.remembered(peer, msg.mid) {
             let resend = match seen {
                 Seen::Answered { reply } => reply.clone(),
                 Seen::Unanswered {
@@ -414,16 +432,12 @@ impl<P: Copy + Eq + Hash + Ord + std::fmt::Debug> Endpoint<P> {
                 } => empty_ack(msg.mid, *token),
                 Seen::Unanswered { .. } => None,
             };
+            self.stats.duplicates += 1;
             if let Some(datagram) = resend {
                 self.transmits.push_back(Transmit { peer, datagram });
             }
             return;
         }
-        let lifetime = if con {
-            self.config.exchange_lifetime
-        } else {
-            self.config.non_lifetime
-        };
         let Kind::Request(method) = msg.kind else {
             return;
         };
@@ -439,7 +453,7 @@ impl<P: Copy + Eq + Hash + Ord + std::fmt::Debug> Endpoint<P> {
             now,
             peer,
             msg.mid,
-            lifetime,
+            con,
             Seen::Unanswered {
                 token: msg.token,
                 con,
@@ -524,13 +538,13 @@ impl<P: Copy + Eq + Hash + Ord + std::fmt::Debug> Endpoint<P> {
             .peers
             .get(&peer)
             .is_some_and(|p| p.outstanding.contains_key(&msg.token));
-        if let Some(seen) = self.peers.get(&peer).and_then(|p| p.seen.get(&msg.mid)) {
+        if let Some(seen) = self.remembered(peer, msg.mid) {
+            let resend = match seen {
+                Seen::Answered { reply } => reply.clone(),
+                Seen::Unanswered { .. } => None,
+            };
             self.stats.duplicates += 1;
-            if let Seen::Answered {
-                reply: Some(datagram),
-            } = seen
-            {
-                let datagram = datagram.clone();
+            if let Some(datagram) = resend {
                 self.transmits.push_back(Transmit { peer, datagram });
             }
             return;
@@ -543,16 +557,11 @@ impl<P: Copy + Eq + Hash + Ord + std::fmt::Debug> Endpoint<P> {
             return;
         }
         let reply = con.then(|| empty_ack(msg.mid, Token::EMPTY)).flatten();
-        let lifetime = if con {
-            self.config.exchange_lifetime
-        } else {
-            self.config.non_lifetime
-        };
         self.remember(
             now,
             peer,
             msg.mid,
-            lifetime,
+            con,
             Seen::Answered {
                 reply: reply.clone(),
             },
@@ -606,9 +615,7 @@ impl<P: Copy + Eq + Hash + Ord + std::fmt::Debug> Endpoint<P> {
         id: Incoming<P>,
         response: Response,
     ) -> Result<(), RespondError> {
-        let Some(Seen::Unanswered { token, con, acked }) =
-            self.peers.get(&id.peer).and_then(|p| p.seen.get(&id.mid))
-        else {
+        let Some(Seen::Unanswered { token, con, acked }) = self.remembered(id.peer, id.mid) else {
             return Err(RespondError::NotPending);
         };
         let (token, con, acked) = (*token, *con, *acked);
@@ -850,6 +857,7 @@ impl<P: Copy + Eq + Hash + Ord + std::fmt::Debug> Endpoint<P> {
             self.timers.pop();
             self.fire(now, timer);
         }
+        self.expire_due(now);
     }
 
     fn fire(&mut self, now: Instant, timer: Timer<P>) {
@@ -864,7 +872,7 @@ impl<P: Copy + Eq + Hash + Ord + std::fmt::Debug> Endpoint<P> {
                     token,
                     con: true,
                     acked,
-                }) = state.seen.get_mut(&mid)
+                }) = state.seen.get_mut(&mid).map(|r| &mut r.seen)
                     && !*acked
                 {
                     *acked = true;
@@ -890,7 +898,6 @@ impl<P: Copy + Eq + Hash + Ord + std::fmt::Debug> Endpoint<P> {
                     state.non_notifications.remove(&mid);
                 }
             }
-            TimerKind::Expire => self.expire_seen(now, peer),
         }
         self.drop_if_idle(peer);
     }
@@ -1011,55 +1018,78 @@ impl<P: Copy + Eq + Hash + Ord + std::fmt::Debug> Endpoint<P> {
         }));
     }
 
-    fn remember(&mut self, now: Instant, peer: P, mid: u16, lifetime: Duration, seen: Seen) {
-        self.expire_seen(now, peer);
+    fn remembered(&self, peer: P, mid: u16) -> Option<&Seen> {
+        self.peers.get(&peer)?.seen.get(&mid).map(|r| &r.seen)
+    }
+
+    fn remember(&mut self, now: Instant, peer: P, mid: u16, con: bool, seen: Seen) {
+        self.expire_due(now);
         if self.dedup_entries >= self.config.max_dedup_entries {
-            self.evict_oldest_seen();
+            self.evict_oldest();
         }
+        let (lifetime, queue) = if con {
+            (self.config.exchange_lifetime, 0)
+        } else {
+            (self.config.non_lifetime, 1)
+        };
+        let until = now + lifetime;
         let state = self.peers.entry(peer).or_default();
-        state.seen.insert(mid, seen);
-        state.seen_order.push_back((now + lifetime, mid));
-        self.dedup_entries += 1;
-        self.schedule(now + lifetime, peer, TimerKind::Expire);
+        if state.seen.insert(mid, Remembered { until, seen }).is_none() {
+            self.dedup_entries += 1;
+        }
+        self.expiries[queue].push_back((until, peer, mid));
     }
 
     fn set_seen(&mut self, peer: P, mid: u16, seen: Seen) {
         if let Some(slot) = self.peers.get_mut(&peer).and_then(|p| p.seen.get_mut(&mid)) {
-            *slot = seen;
+            slot.seen = seen;
         }
     }
 
-    /// Drops this peer's remembered message IDs whose lifetime is over. The list is in
-    /// arrival order; with two lifetimes (CON and NON) a longer one in front only delays the
-    /// expiry of a shorter one behind it, which costs memory for a while, never correctness.
-    fn expire_seen(&mut self, now: Instant, peer: P) {
+    /// Forgets every message ID whose lifetime is over.
+    fn expire_due(&mut self, now: Instant) {
+        for queue in 0..2 {
+            while let Some(&(at, peer, mid)) = self.expiries[queue].front() {
+                if at > now {
+                    break;
+                }
+                self.expiries[queue].pop_front();
+                self.forget_mid(peer, mid, at);
+            }
+        }
+    }
+
+    /// At the cap, forgets the message ID that would expire first (RFC 7252 leaves the cost of
+    /// deduplication to the implementation; a bounded memory wins over a late duplicate).
+    fn evict_oldest(&mut self) {
+        loop {
+            let fronts = [0, 1].map(|q| self.expiries[q].front().map(|(at, _, _)| *at));
+            let queue = match fronts {
+                [Some(a), Some(b)] => usize::from(b < a),
+                [Some(_), None] => 0,
+                [None, Some(_)] => 1,
+                [None, None] => return,
+            };
+            if let Some((at, peer, mid)) = self.expiries[queue].pop_front()
+                && self.forget_mid(peer, mid, at)
+            {
+                return;
+            }
+        }
+    }
+
+    /// Forgets `mid` of `peer` if it is the entry queued for `at` (not a later reuse).
+    fn forget_mid(&mut self, peer: P, mid: u16, at: Instant) -> bool {
         let Some(state) = self.peers.get_mut(&peer) else {
-            return;
+            return false;
         };
-        while let Some(&(at, mid)) = state.seen_order.front() {
-            if at > now {
-                break;
-            }
-            state.seen_order.pop_front();
-            if state.seen.remove(&mid).is_some() {
-                self.dedup_entries = self.dedup_entries.saturating_sub(1);
-            }
+        if state.seen.get(&mid).is_none_or(|r| r.until != at) {
+            return false;
         }
-    }
-
-    fn evict_oldest_seen(&mut self) {
-        let oldest = self
-            .peers
-            .iter()
-            .filter_map(|(p, s)| s.seen_order.front().map(|(at, _)| (*at, *p)))
-            .min();
-        if let Some((_, peer)) = oldest
-            && let Some(state) = self.peers.get_mut(&peer)
-            && let Some((_, mid)) = state.seen_order.pop_front()
-            && state.seen.remove(&mid).is_some()
-        {
-            self.dedup_entries = self.dedup_entries.saturating_sub(1);
-        }
+        state.seen.remove(&mid);
+        self.dedup_entries = self.dedup_entries.saturating_sub(1);
+        self.drop_if_idle(peer);
+        true
     }
 
     fn drop_if_idle(&mut self, peer: P) {

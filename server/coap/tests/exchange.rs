@@ -343,3 +343,52 @@ proptest! {
         prop_assert_eq!(ep.peer_count(), 0, "all state expires");
     }
 }
+
+#[test]
+fn dedup_memory_is_capped_and_evicts_the_oldest_first() {
+    let config = Config {
+        max_dedup_entries: 100,
+        ..Config::default()
+    };
+    let mut server: Endpoint<u16> = Endpoint::new(config);
+    let now = std::time::Instant::now();
+    let request = |mid: u16| {
+        let msg = Message {
+            mtype: Type::Con,
+            kind: Kind::Request(Method::Get),
+            mid,
+            token: Token::new(&mid.to_be_bytes()).expect("token"),
+            options: get("/x").options,
+            payload: vec![],
+        };
+        wire::encode(&msg).expect("encodes")
+    };
+    let mut handled = 0;
+    let mut answer_all = |server: &mut Endpoint<u16>| {
+        while let Some(event) = server.poll_event() {
+            if let Event::Request { id, .. } = event {
+                handled += 1;
+                server
+                    .respond(now, id, Response::new(Code::CONTENT))
+                    .expect("pending");
+            }
+        }
+        while server.poll_transmit().is_some() {}
+    };
+    for i in 0..1000u16 {
+        server.handle(now, i % 500, &request(i));
+        answer_all(&mut server);
+    }
+    assert!(
+        server.peer_count() <= 100,
+        "peers with state: {}",
+        server.peer_count()
+    );
+    // The newest exchange is still remembered: its duplicate is answered from the cache.
+    server.handle(now, 999 % 500, &request(999));
+    answer_all(&mut server);
+    // The oldest was evicted: its duplicate reaches the handler again.
+    server.handle(now, 0, &request(0));
+    answer_all(&mut server);
+    assert_eq!(handled, 1001, "only the evicted exchange ran twice");
+}
