@@ -109,8 +109,7 @@ async fn libcoap_certificate_clients_over_dtls() {
     std::fs::write(&key, &pki.client_key_pem).expect("write");
     let server = start_dtls_server(Some(&pki)).expect("server binds");
     let url = format!("coaps://{}/whoami", server.local);
-    // GnuTLS's client-certificate handshake does not complete yet (see the README's limits).
-    for client in ["coap-client-openssl"] {
+    for client in ["coap-client-openssl", "coap-client-gnutls"] {
         let out = run(
             client,
             &[

@@ -113,6 +113,7 @@ fn on_client_hello(shared: &Arc<Shared>, cookies: &CookieJar, peer: SocketAddr, 
         return;
     }
     let random = hello.random;
+    let record_sequence = hello.record_sequence;
     let kind = handshake::choose_kind(
         &hello,
         shared.config.psk,
@@ -157,6 +158,7 @@ fn on_client_hello(shared: &Arc<Shared>, cookies: &CookieJar, peer: SocketAddr, 
         peer,
         id,
         kind,
+        record_sequence,
         conn,
         tx: tx.clone(),
     };

@@ -61,12 +61,22 @@ pub(crate) fn choose_kind(
 
 type IdentitySlot = Arc<Mutex<Option<Identity>>>;
 
-fn dtls_config(shared: &Shared, kind: HandshakeKind, slot: &IdentitySlot) -> Config {
+fn dtls_config(
+    shared: &Shared,
+    kind: HandshakeKind,
+    record_sequence: u64,
+    slot: &IdentitySlot,
+) -> Config {
     let mut config = Config {
         extended_master_secret: ExtendedMasterSecretType::Request,
         flight_interval: shared.config.flight_interval,
         mtu: shared.config.mtu,
         skip_hello_verify: true,
+        // Our HelloVerifyRequests copied the record sequence numbers of the client's
+        // earlier ClientHellos (RFC 6347 §4.2.1); the ServerHello must not repeat one,
+        // or clients with epoch-0 replay detection (GnuTLS) drop it as a duplicate.
+        // Continuing from the cookie-bearing ClientHello's number is what OpenSSL does.
+        initial_sequence_number: record_sequence,
         ..Config::default()
     };
     match kind {
@@ -124,6 +134,8 @@ pub(crate) struct HandshakeStart {
     pub peer: SocketAddr,
     pub id: SessionId,
     pub kind: HandshakeKind,
+    /// Record sequence number of the cookie-bearing ClientHello.
+    pub record_sequence: u64,
     pub conn: Arc<PeerConn>,
     pub tx: mpsc::Sender<Vec<u8>>,
 }
@@ -133,11 +145,12 @@ pub(crate) async fn run(shared: Arc<Shared>, start: HandshakeStart, _guard: Task
         peer,
         id,
         kind,
+        record_sequence,
         conn,
         tx,
     } = start;
     let slot: IdentitySlot = Arc::default();
-    let config = dtls_config(&shared, kind, &slot);
+    let config = dtls_config(&shared, kind, record_sequence, &slot);
     let mut shutdown = shared.shutdown.clone();
     let result = tokio::select! {
         r = tokio::time::timeout(

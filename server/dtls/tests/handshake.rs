@@ -182,3 +182,97 @@ async fn reconnect_from_same_address_replaces_session() {
     );
     assert_eq!(server.shutdown().await.tasks, 0);
 }
+
+/// Every (epoch, record sequence number) the server sends on one association, in order,
+/// seen by a proxy between a webrtc-dtls client and the server.
+async fn server_record_numbers_through_proxy(
+    server_addr: std::net::SocketAddr,
+    config: webrtc_dtls::config::Config,
+) -> Vec<(u16, u64)> {
+    let proxy = Arc::new(
+        tokio::net::UdpSocket::bind("127.0.0.1:0")
+            .await
+            .expect("proxy"),
+    );
+    let upstream = client_socket(server_addr).await;
+    let proxy_addr = proxy.local_addr().expect("addr");
+    let client_addr = Arc::new(tokio::sync::Mutex::new(None));
+    let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+
+    let (p, u, ca) = (
+        Arc::clone(&proxy),
+        Arc::clone(&upstream),
+        Arc::clone(&client_addr),
+    );
+    let to_server = tokio::spawn(async move {
+        let mut buf = vec![0u8; 4096];
+        while let Ok((n, from)) = p.recv_from(&mut buf).await {
+            *ca.lock().await = Some(from);
+            let _ = u.send(&buf[..n]).await;
+        }
+    });
+    let (p, u, ca, s) = (
+        Arc::clone(&proxy),
+        Arc::clone(&upstream),
+        Arc::clone(&client_addr),
+        Arc::clone(&seen),
+    );
+    let to_client = tokio::spawn(async move {
+        let mut buf = vec![0u8; 4096];
+        while let Ok(n) = u.recv(&mut buf).await {
+            let mut rest = &buf[..n];
+            while rest.len() >= 13 {
+                let epoch = u16::from_be_bytes([rest[3], rest[4]]);
+                let mut seq = [0u8; 8];
+                seq[2..].copy_from_slice(&rest[5..11]);
+                s.lock()
+                    .expect("lock")
+                    .push((epoch, u64::from_be_bytes(seq)));
+                let len = usize::from(u16::from_be_bytes([rest[11], rest[12]]));
+                rest = rest.get(13 + len..).unwrap_or_default();
+            }
+            if let Some(to) = *ca.lock().await {
+                let _ = p.send_to(&buf[..n], to).await;
+            }
+        }
+    });
+
+    let client = connect(client_socket(proxy_addr).await, config)
+        .await
+        .expect("handshake through the proxy");
+    client.write(b"ping", None).await.expect("write");
+    let _ = client.close().await;
+    to_server.abort();
+    to_client.abort();
+    seen.lock().expect("lock").clone()
+}
+
+/// The HelloVerifyRequest copies the ClientHello's record sequence number (RFC 6347
+/// §4.2.1), so the handshake that follows must not start its epoch-0 numbering at 0
+/// again: GnuTLS drops a record whose number it has seen as a replay, which lost the
+/// ServerHello and stalled libcoap's GnuTLS client in certificate handshakes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn server_never_repeats_a_record_sequence_number() {
+    init_tracing();
+    let pki = test_pki("urn:dev:cert-seq");
+    let (server, _inbound) = pki_server(&pki);
+    for config in [
+        psk_client_config(PSK_ID, PSK_KEY),
+        cert_client_config(&pki.client_chain, &pki.client_key),
+    ] {
+        let seen = server_record_numbers_through_proxy(server.local_addr(), config).await;
+        assert!(
+            seen.len() >= 3,
+            "HelloVerifyRequest and a server flight: {seen:?}"
+        );
+        let mut unique = seen.clone();
+        unique.sort_unstable();
+        unique.dedup();
+        assert_eq!(
+            unique.len(),
+            seen.len(),
+            "an (epoch, sequence number) was sent twice: {seen:?}"
+        );
+    }
+    assert_eq!(server.shutdown().await.tasks, 0);
+}

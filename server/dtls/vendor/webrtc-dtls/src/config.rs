@@ -109,6 +109,15 @@ pub struct Config {
     /// the server continues its own message_seq from the client's, as a
     /// stateless-cookie server must.
     pub skip_hello_verify: bool,
+
+    /// STEWARD PATCH: the record sequence number of the first epoch-0 record this
+    /// side sends (default 0). A server behind a stateless cookie check sets it to
+    /// the record sequence number of the cookie-bearing ClientHello: the caller's
+    /// HelloVerifyRequest copied an earlier ClientHello's record sequence number
+    /// (RFC 6347 §4.2.1), so a ServerHello starting again at 0 repeats it and
+    /// clients with epoch-0 replay detection (GnuTLS) discard the ServerHello as
+    /// a duplicate. OpenSSL's DTLSv1_listen does the same.
+    pub initial_sequence_number: u64,
 }
 
 impl Default for Config {
@@ -133,6 +142,7 @@ impl Default for Config {
             mtu: 0,
             replay_protection_window: 0,
             skip_hello_verify: false,
+            initial_sequence_number: 0,
         }
     }
 }

@@ -66,6 +66,9 @@ struct ConnReaderContext {
     handshake_tx: mpsc::Sender<(oneshot::Sender<()>, mpsc::Sender<()>)>,
     handshake_done_rx: mpsc::Receiver<()>,
     packet_tx: Arc<mpsc::Sender<PacketSendRequest>>,
+    // STEWARD PATCH: lets the record reader tell an undecryptable Finished (a wrong PSK, fatal)
+    // from a spoofed record after the handshake (dropped, RFC 6347 §4.1.2.7).
+    handshake_completed: Arc<AtomicBool>,
 }
 
 // Conn represents a DTLS connection
@@ -270,14 +273,15 @@ impl DTLSConn {
                 Box::new(Flight0 {}) as Box<dyn Flight + Send + Sync>
             };
 
-            (
-                State {
-                    is_client,
-                    ..Default::default()
-                },
-                flight,
-                HandshakeState::Preparing,
-            )
+            // STEWARD PATCH: see Config::initial_sequence_number.
+            let mut state = State {
+                is_client,
+                ..Default::default()
+            };
+            if config.initial_sequence_number != 0 {
+                state.local_sequence_number = Arc::new(Mutex::new(vec![config.initial_sequence_number]));
+            }
+            (state, flight, HandshakeState::Preparing)
         };
 
         let (decrypted_tx, decrypted_rx) = mpsc::channel(1);
@@ -366,6 +370,7 @@ impl DTLSConn {
                 handshake_tx,
                 handshake_done_rx,
                 packet_tx: packet_tx2,
+                handshake_completed: Arc::clone(&handshake_completed_successfully2),
             };
 
             //trace!("before enter read_and_buffer: {}] ", srv_cli_str(is_client));
@@ -1009,7 +1014,12 @@ impl DTLSConn {
                         // as an undecryptable Finished). Bad-MAC application data is
                         // silently discarded (RFC 6347 §4.1.2.7) instead of tearing the
                         // session down, so a spoofed record cannot kill a PSK session.
-                        if cipher_suite.is_psk() && h.content_type == ContentType::Handshake {
+                        // Once the handshake is complete, a spoofed epoch-1 "handshake"
+                        // record must not end the session either.
+                        if cipher_suite.is_psk()
+                            && h.content_type == ContentType::Handshake
+                            && !ctx.handshake_completed.load(Ordering::SeqCst)
+                        {
                             return (
                                 false,
                                 Some(Alert {
