@@ -18,7 +18,7 @@ fn v1_leaf_is_refused_unless_pinned() {
 
     let strict = ChainVerifier::new(vec![ca.clone()], Arc::new(StrictPolicy));
     assert!(matches!(
-        strict.verify(&[device.clone()]),
+        strict.verify(std::slice::from_ref(&device)),
         Err(CredentialError::UnpinnedV1 { index: 0 })
     ));
 
@@ -29,7 +29,7 @@ fn v1_leaf_is_refused_unless_pinned() {
         }),
     );
     assert!(matches!(
-        pinned_other.verify(&[device.clone()]),
+        pinned_other.verify(std::slice::from_ref(&device)),
         Err(CredentialError::UnpinnedV1 { index: 0 })
     ));
 
