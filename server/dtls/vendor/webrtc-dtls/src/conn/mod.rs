@@ -229,14 +229,15 @@ impl DTLSConn {
                     rustls::server::WebPkiClientVerifier::builder(Arc::new(config.client_cas))
                         .allow_unauthenticated()
                         .build()
-                        .unwrap_or(
+                        // STEWARD PATCH: built only when needed (was eager `unwrap_or`).
+                        .unwrap_or_else(|_| {
                             rustls::server::WebPkiClientVerifier::builder(Arc::new(
                                 gen_self_signed_root_cert(),
                             ))
                             .allow_unauthenticated()
                             .build()
-                            .unwrap(),
-                        ),
+                            .unwrap()
+                        }),
                 )
             } else {
                 None
@@ -245,13 +246,14 @@ impl DTLSConn {
                 config.roots_cas,
             ))
             .build()
-            .unwrap_or(
+            // STEWARD PATCH: built only when needed (was eager `unwrap_or`).
+            .unwrap_or_else(|_| {
                 rustls::client::WebPkiServerVerifier::builder(
                     Arc::new(gen_self_signed_root_cert()),
                 )
                 .build()
-                .unwrap(),
-            ),
+                .unwrap()
+            }),
             retransmit_interval,
             //log: logger,
             initial_epoch: 0,
