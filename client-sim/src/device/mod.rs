@@ -1,0 +1,335 @@
+//! A simulated device: its object tree (Security, Server, Device, Connectivity Monitoring),
+//! the attributes the server wrote, and the DM operations on them as one pure function,
+//! [`handle`]: a request in, a response out, no I/O and no clock.
+//!
+//! What the device must *do* after an operation (reboot, send an Update, ...) is not done here:
+//! it is queued as an [`Effect`] that the device loop ([`crate::SimDevice`]) acts on once the
+//! response is on its way, as a real device answers Reboot before it goes down.
+//!
+//! Formats: a device reads and writes the formats of its LwM2M version (TLV, text, opaque for
+//! 1.0; plus CBOR and SenML JSON/CBOR for 1.1; plus LwM2M CBOR for 1.2) and announces them in
+//! its registration `ct=`. A Read without Accept is answered in the format
+//! [`steward_objects::choose_format`] picks for a server that knows those formats, so client
+//! and server agree on the default.
+
+mod composite;
+mod discover;
+mod error;
+mod initial;
+pub mod models;
+mod read;
+mod request;
+mod write;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use steward_coap::message::{Request, Response};
+use steward_objects::link::{NotificationAttributes, ObjectLinks};
+use steward_objects::{
+    ClientFormats, ContentFormat, Instance, Node, Path, Resource, Value, Version,
+};
+
+pub use error::DmError;
+pub use initial::binding;
+pub use models::DeviceModels;
+pub use request::{Operation, WriteMode};
+
+use initial::Tree;
+
+/// What a device is, before it starts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeviceConfig {
+    /// Endpoint Client Name (`ep=`).
+    pub endpoint: String,
+    /// The enabler version it speaks and announces (`lwm2m=`).
+    pub lwm2m: Version,
+    /// Registration lifetime in seconds (`/1/0/1`, `lt=`); 0 means no expiry.
+    pub lifetime: u32,
+    /// Queue mode (`Q`, or `UQ` binding for 1.0).
+    pub queue_mode: bool,
+    /// `/0/0/0`: the LwM2M server URI.
+    pub server_uri: String,
+    /// `/0/0/10` and `/1/0/0`.
+    pub short_server_id: u16,
+    /// `/3/0/2`.
+    pub serial: String,
+    /// `/3/0/13` at start, Unix seconds: the caller's clock, so the device stays pure.
+    pub clock: i64,
+}
+
+impl DeviceConfig {
+    /// A device with the usual defaults: lifetime 300 s, no queue mode, SSID 1, a serial
+    /// derived from the endpoint name.
+    pub fn new(endpoint: impl Into<String>, lwm2m: Version) -> DeviceConfig {
+        let endpoint = endpoint.into();
+        DeviceConfig {
+            serial: format!("SIM-{endpoint}"),
+            endpoint,
+            lwm2m,
+            lifetime: 300,
+            queue_mode: false,
+            server_uri: "coap://127.0.0.1:5683".to_owned(),
+            short_server_id: 1,
+            clock: 0,
+        }
+    }
+}
+
+/// Something the device loop must do because of an operation the device answered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Effect {
+    /// `/3/0/4` executed.
+    Reboot,
+    /// `/3/0/5` executed; the tree is already back to its initial state.
+    FactoryReset,
+    /// `/1/x/8` executed: send an Update now.
+    RegistrationUpdate,
+    /// `/1/x/4` executed: deregister and stay silent for the Disable Timeout.
+    Disable,
+    /// `/1/x/9` executed: the server asks for a client-initiated bootstrap.
+    BootstrapRequest,
+    /// `/1/x/1` or `/1/x/7` written: the next Update carries the new `lt=` / `b=`.
+    RegistrationParametersChanged,
+    /// An instance was created or deleted: the next Update carries the object links.
+    ObjectsChanged,
+}
+
+/// A simulated device's state. Operate on it with [`handle`].
+#[derive(Debug, Clone)]
+pub struct Device {
+    config: DeviceConfig,
+    models: Arc<DeviceModels>,
+    tree: Tree,
+    /// Attributes written with Write-Attributes, per path (object, instance, resource, ...).
+    attributes: BTreeMap<Path, NotificationAttributes>,
+    effects: Vec<Effect>,
+}
+
+/// Answers one DM request from the server. Never panics; anything the device cannot do is an
+/// error response with the code the Transport spec gives.
+pub fn handle(device: &mut Device, request: &Request) -> Response {
+    match Operation::parse(request, &*device.models).and_then(|op| device.apply(op)) {
+        Ok(response) => response,
+        Err(e) => e.to_response(),
+    }
+}
+
+impl Device {
+    pub fn new(config: DeviceConfig) -> Device {
+        let models = DeviceModels::shared(config.lwm2m);
+        let tree = initial::tree(&config, &models);
+        Device {
+            config,
+            models,
+            tree,
+            attributes: BTreeMap::new(),
+            effects: Vec::new(),
+        }
+    }
+
+    pub fn config(&self) -> &DeviceConfig {
+        &self.config
+    }
+
+    pub fn lwm2m(&self) -> Version {
+        self.config.lwm2m
+    }
+
+    pub fn models(&self) -> &DeviceModels {
+        &self.models
+    }
+
+    /// Every content format the device reads and writes, as announced in `ct=`.
+    pub fn formats(&self) -> Vec<ContentFormat> {
+        use ContentFormat as F;
+        let mut formats = vec![F::Text, F::Opaque, F::Tlv];
+        if self.lwm2m() >= Version::V1_1 {
+            formats.extend([F::Cbor, F::SenmlJson, F::SenmlCbor]);
+        }
+        if self.lwm2m() >= Version::V1_2 {
+            formats.push(F::Lwm2mCbor);
+        }
+        formats
+    }
+
+    /// The device's formats as the server sees them after registration.
+    pub fn client_formats(&self) -> ClientFormats {
+        let announced = if self.lwm2m() >= Version::V1_1 {
+            self.formats()
+        } else {
+            Vec::new()
+        };
+        ClientFormats::new(self.lwm2m(), announced)
+    }
+
+    /// The Register / Update payload: root link with `ct=` (1.1+), objects with `ver=` when
+    /// not 1.0, and their instances. The Security object is never announced (Core §6.2.1).
+    pub fn object_links(&self) -> ObjectLinks {
+        let mut links = ObjectLinks::new();
+        if self.lwm2m() >= Version::V1_1 {
+            links = links.with_root("/", &self.formats());
+        }
+        for id in self.models.object_ids().filter(|id| *id != 0) {
+            let version = self
+                .models
+                .object_version(id)
+                .filter(|v| *v != Version::V1_0);
+            links = links.with_object(id, version);
+            for iid in self.tree.get(&id).into_iter().flat_map(|i| i.keys()) {
+                links = links.with_instance(id, *iid);
+            }
+        }
+        links
+    }
+
+    /// The node at `path` as stored (no access checks): for tests and the device loop.
+    pub fn node(&self, path: &Path) -> Option<Node> {
+        match *path {
+            Path::Root => None,
+            Path::Object(o) => self.tree.get(&o).map(|i| Node::Object(i.clone())),
+            Path::Instance(o, i) => self.instance(o, i).map(|i| Node::Instance(i.clone())),
+            Path::Resource(o, i, r) => self.resource(o, i, r).map(|r| Node::Resource(r.clone())),
+            Path::ResourceInstance(o, i, r, ri) => match self.resource(o, i, r)? {
+                Resource::Multiple(values) => values.get(&ri).cloned().map(Node::ResourceInstance),
+                Resource::Single(_) => None,
+            },
+        }
+    }
+
+    /// Sets a single resource from the device side (a sensor changed, the battery drained).
+    /// False when the instance does not exist or the model has no such resource.
+    pub fn set(&mut self, object: u16, instance: u16, resource: u16, value: Value) -> bool {
+        if self.models.resource_model(object, resource).is_none() {
+            return false;
+        }
+        match self.instance_mut(object, instance) {
+            Some(inst) => {
+                inst.resources.insert(resource, Resource::Single(value));
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// The attributes written at exactly `path`.
+    pub fn attributes(&self, path: &Path) -> Option<&NotificationAttributes> {
+        self.attributes.get(path)
+    }
+
+    /// The registration lifetime in seconds, as `/1/0/1` now says.
+    pub fn lifetime(&self) -> u32 {
+        let lifetime = match self.server_value(1) {
+            Some(Value::Integer(lt)) => u32::try_from(*lt).ok(),
+            Some(Value::UnsignedInteger(lt)) => u32::try_from(*lt).ok(),
+            _ => None,
+        };
+        lifetime.unwrap_or(self.config.lifetime)
+    }
+
+    /// The binding, as `/1/0/7` now says.
+    pub fn binding(&self) -> String {
+        match self.server_value(7) {
+            Some(Value::String(b)) => b.clone(),
+            _ => binding(self.lwm2m(), self.config.queue_mode).to_owned(),
+        }
+    }
+
+    /// Effects queued by the operations answered so far, oldest first.
+    pub fn take_effects(&mut self) -> Vec<Effect> {
+        std::mem::take(&mut self.effects)
+    }
+
+    /// Back to the factory tree: objects as configured, no attributes.
+    pub fn factory_reset(&mut self) {
+        self.tree = initial::tree(&self.config, &self.models);
+        self.attributes.clear();
+    }
+
+    fn apply(&mut self, op: Operation) -> Result<Response, DmError> {
+        match op {
+            Operation::Read { path, accept } => self.read(&path, accept),
+            Operation::Discover { path, depth } => self.discover(&path, depth),
+            Operation::Write {
+                path,
+                mode,
+                format,
+                payload,
+            } => self.write(&path, mode, format, &payload),
+            Operation::WriteAttributes { path, attributes } => {
+                self.write_attributes(&path, &attributes)
+            }
+            Operation::Execute { path, arguments } => self.execute(&path, &arguments),
+            Operation::Create {
+                object,
+                format,
+                payload,
+            } => self.create(object, format, &payload),
+            Operation::Delete { path } => self.delete(&path),
+            Operation::ReadComposite {
+                format,
+                accept,
+                payload,
+            } => self.read_composite(format, accept, &payload),
+            Operation::WriteComposite { format, payload } => self.write_composite(format, &payload),
+        }
+    }
+
+    /// The Server object instance this device registers with (the one whose SSID matches).
+    fn server_value(&self, resource: u16) -> Option<&Value> {
+        let ssid = i64::from(self.config.short_server_id);
+        self.tree.get(&1)?.values().find_map(|inst| {
+            match inst.resources.get(&0) {
+                Some(Resource::Single(Value::Integer(s))) if *s == ssid => {}
+                Some(Resource::Single(Value::UnsignedInteger(s)))
+                    if i64::try_from(*s) == Ok(ssid) => {}
+                _ => return None,
+            }
+            match inst.resources.get(&resource) {
+                Some(Resource::Single(v)) => Some(v),
+                _ => None,
+            }
+        })
+    }
+
+    fn instance(&self, object: u16, instance: u16) -> Option<&Instance> {
+        self.tree.get(&object)?.get(&instance)
+    }
+
+    fn instance_mut(&mut self, object: u16, instance: u16) -> Option<&mut Instance> {
+        self.tree.get_mut(&object)?.get_mut(&instance)
+    }
+
+    fn resource(&self, object: u16, instance: u16, resource: u16) -> Option<&Resource> {
+        self.instance(object, instance)?.resources.get(&resource)
+    }
+
+    /// The Security object belongs to the bootstrap server: a DM server gets 4.01 for any
+    /// operation on it (Transport §6.4.4 note, Core §6.3).
+    fn check_access(path: &Path) -> Result<(), DmError> {
+        if path.object_id() == Some(0) {
+            Err(DmError::Unauthorized(*path))
+        } else {
+            Ok(())
+        }
+    }
+
+    /// The request's format must be one this device reads.
+    fn check_format(&self, format: ContentFormat) -> Result<(), DmError> {
+        if self.formats().contains(&format) {
+            Ok(())
+        } else {
+            Err(DmError::UnsupportedContentFormat(format.code()))
+        }
+    }
+}
+
+impl DeviceModels {
+    fn resource_model(
+        &self,
+        object: u16,
+        resource: u16,
+    ) -> Option<&steward_objects::ResourceModel> {
+        steward_objects::Models::resource(self, object, resource)
+    }
+}

@@ -1,0 +1,95 @@
+//! The object models a simulated device implements, per LwM2M version.
+//!
+//! A device speaks one enabler version and implements one version of each object; codecs must
+//! type values with exactly those models (a 1.0 Device object has no resource the 1.2 one
+//! adds). The models are built once per LwM2M version and shared: a fleet of 100k devices must
+//! not hold 100k copies of the DDF.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, OnceLock};
+
+use steward_objects::{ModelRegistry, Models, ObjectModel, Version};
+
+/// The objects every simulated device has: Security, Server, Device, Connectivity Monitoring.
+pub const OBJECTS: [u16; 4] = [0, 1, 3, 4];
+
+/// The models of one device: exactly one version per implemented object.
+#[derive(Debug, Clone)]
+pub struct DeviceModels {
+    lwm2m: Version,
+    objects: BTreeMap<u16, ObjectModel>,
+}
+
+impl DeviceModels {
+    /// The shared models for `lwm2m` (1.0, 1.1 or 1.2; anything newer gets the 1.2 set).
+    pub fn shared(lwm2m: Version) -> Arc<DeviceModels> {
+        static SETS: OnceLock<[Arc<DeviceModels>; 3]> = OnceLock::new();
+        let sets = SETS.get_or_init(|| {
+            let registry = ModelRegistry::core();
+            [Version::V1_0, Version::V1_1, Version::V1_2]
+                .map(|v| Arc::new(DeviceModels::build(&registry, v)))
+        });
+        let [v10, v11, v12] = sets;
+        if lwm2m < Version::V1_1 {
+            Arc::clone(v10)
+        } else if lwm2m < Version::V1_2 {
+            Arc::clone(v11)
+        } else {
+            Arc::clone(v12)
+        }
+    }
+
+    /// For each object, the highest bundled version that an `lwm2m` client can implement: the
+    /// object version numbers follow the enabler (Security 1.1 came with LwM2M 1.1, ...).
+    fn build(registry: &ModelRegistry, lwm2m: Version) -> DeviceModels {
+        let objects = OBJECTS
+            .iter()
+            .filter_map(|&id| {
+                let version = registry
+                    .versions(id)
+                    .into_iter()
+                    .filter(|v| *v <= lwm2m)
+                    .max()?;
+                registry.get(id, version).map(|m| (id, m.clone()))
+            })
+            .collect();
+        DeviceModels { lwm2m, objects }
+    }
+
+    pub fn lwm2m(&self) -> Version {
+        self.lwm2m
+    }
+
+    /// The version of an object this device implements.
+    pub fn object_version(&self, id: u16) -> Option<Version> {
+        self.objects.get(&id).map(|m| m.version)
+    }
+
+    pub fn object_ids(&self) -> impl Iterator<Item = u16> + '_ {
+        self.objects.keys().copied()
+    }
+}
+
+impl Models for DeviceModels {
+    fn object(&self, id: u16) -> Option<&ObjectModel> {
+        self.objects.get(&id)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn versions_follow_the_enabler() {
+        let v10 = DeviceModels::shared(Version::V1_0);
+        let v12 = DeviceModels::shared(Version::V1_2);
+        assert_eq!(v10.object_version(3), Some(Version::V1_0));
+        assert_eq!(v12.object_version(3), Some(Version::V1_2));
+        assert_eq!(v12.object_version(1), Some(Version::V1_2));
+        for id in OBJECTS {
+            assert!(v10.object(id).is_some(), "object {id} in 1.0");
+            assert!(v12.object(id).is_some(), "object {id} in 1.2");
+        }
+    }
+}

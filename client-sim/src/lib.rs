@@ -1,0 +1,26 @@
+//! # steward-client
+//!
+//! Simulated LwM2M client devices: real clients on Steward's own CoAP stack, used by tests
+//! (in simulated time, on `steward_coap::sim::Pair`) and as a load generator (over UDP).
+//!
+//! - [`device`]: a device's object tree and the DM operations on it, as the pure function
+//!   [`device::handle`].
+//! - [`registration`]: Register / Update / Deregister as a sans-IO state machine.
+//! - [`SimDevice`]: ties both to a CoAP [`Stack`] it does not own: it answers the server's
+//!   requests and sends its registration requests. [`Client`] owns a stack too and is what
+//!   the tokio UDP driver runs (it implements `steward_transport::Machine`).
+//! - [`harness`]: runs a `SimDevice` on a `Pair` against an in-test server.
+//!
+//! Like the CoAP layer, nothing here reads a clock: every call takes `now`.
+
+pub mod device;
+pub mod harness;
+pub mod registration;
+mod sim_device;
+
+pub use device::{Device, DeviceConfig, Effect, handle};
+pub use registration::{Registration, RegistrationConfig, RegistrationEvent};
+pub use sim_device::{Client, DeviceEvent, SimDevice};
+
+/// Re-exported so users of this crate name the same stack type.
+pub use steward_coap::stack::Stack;

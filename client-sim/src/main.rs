@@ -1,0 +1,222 @@
+//! `steward-client`: simulated LwM2M devices over UDP.
+//!
+//! ```text
+//! steward-client --server 127.0.0.1:5683 --endpoint NAME --lwm2m 1.1 [--count N]
+//! ```
+//!
+//! Registers N devices (one socket each: a server addresses a device by its source address),
+//! keeps them registered, answers the server's requests, prints progress, and deregisters on
+//! Ctrl-C.
+
+use std::collections::hash_map::DefaultHasher;
+use std::hash::{Hash, Hasher};
+use std::net::SocketAddr;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use clap::Parser;
+use steward_client::registration::RegistrationEvent;
+use steward_client::{Client, DeviceConfig, DeviceEvent};
+use steward_coap::endpoint::Config;
+use steward_coap::stack::StackConfig;
+use steward_objects::Version;
+use steward_transport::Handle;
+use steward_transport::udp::{self, UdpConfig};
+
+#[derive(Debug, Parser)]
+#[command(version, about = "Simulated LwM2M devices for Steward")]
+struct Args {
+    /// LwM2M server address.
+    #[arg(long, default_value = "127.0.0.1:5683")]
+    server: SocketAddr,
+    /// Endpoint name; with --count above 1, devices are NAME-0, NAME-1, ...
+    #[arg(long, default_value = "steward-sim")]
+    endpoint: String,
+    /// LwM2M version to speak: 1.0, 1.1 or 1.2.
+    #[arg(long, default_value = "1.1", value_parser = parse_version)]
+    lwm2m: Version,
+    /// Number of devices.
+    #[arg(long, default_value_t = 1)]
+    count: usize,
+    /// Registration lifetime in seconds.
+    #[arg(long, default_value_t = 300)]
+    lifetime: u32,
+    /// Register in queue mode.
+    #[arg(long)]
+    queue: bool,
+}
+
+fn parse_version(s: &str) -> Result<Version, String> {
+    match s.parse::<Version>() {
+        Ok(v) if [Version::V1_0, Version::V1_1, Version::V1_2].contains(&v) => Ok(v),
+        Ok(v) => Err(format!("LwM2M {v} is not simulated (1.0, 1.1, 1.2)")),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// Counters shared by all device tasks, for the progress line.
+#[derive(Default)]
+struct Progress {
+    registered: AtomicUsize,
+    failures: AtomicUsize,
+    served: AtomicUsize,
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("steward-client: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(args)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("steward-client: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(args: Args) -> std::io::Result<()> {
+    let progress = Arc::new(Progress::default());
+    let verbose = args.count <= 10;
+    let clock = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(0));
+    let bind = match args.server {
+        SocketAddr::V4(_) => SocketAddr::from(([0, 0, 0, 0], 0)),
+        SocketAddr::V6(_) => SocketAddr::from(([0u16; 8], 0)),
+    };
+    let mut handles: Vec<Handle<Client<SocketAddr>>> = Vec::with_capacity(args.count);
+    for i in 0..args.count {
+        let endpoint = if args.count == 1 {
+            args.endpoint.clone()
+        } else {
+            format!("{}-{i}", args.endpoint)
+        };
+        let mut config = DeviceConfig::new(endpoint.clone(), args.lwm2m);
+        config.lifetime = args.lifetime;
+        config.queue_mode = args.queue;
+        config.server_uri = format!("coap://{}", args.server);
+        config.clock = clock;
+        let stack = StackConfig {
+            endpoint: Config {
+                seed: seed_of(&endpoint),
+                ..Config::default()
+            },
+            ..StackConfig::default()
+        };
+        let client = Client::new(config, stack, args.server);
+        let (socket, _) = udp::bind(&UdpConfig {
+            bind,
+            recv_buffer: 64 << 10,
+            send_buffer: 64 << 10,
+        })?;
+        let progress = Arc::clone(&progress);
+        let (handle, _task) = udp::spawn(socket, client, move |_, _, event| {
+            report(&endpoint, &event, &progress, verbose);
+        })?;
+        handle.command(|client, now| client.start(now));
+        handles.push(handle);
+    }
+    println!(
+        "steward-client: {} device(s), LwM2M {}, registering with {}",
+        args.count, args.lwm2m, args.server
+    );
+    let mut ticker = tokio::time::interval(Duration::from_secs(5));
+    loop {
+        tokio::select! {
+            _ = ticker.tick() => {
+                if !verbose {
+                    println!(
+                        "registered {}/{}  failures {}  requests served {}",
+                        progress.registered.load(Ordering::Relaxed),
+                        args.count,
+                        progress.failures.load(Ordering::Relaxed),
+                        progress.served.load(Ordering::Relaxed),
+                    );
+                }
+            }
+            _ = tokio::signal::ctrl_c() => break,
+        }
+    }
+    println!("steward-client: deregistering");
+    for handle in &handles {
+        handle.command(|client, now| client.deregister(now));
+    }
+    // Give the De-register requests time to be answered before the sockets close.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while progress.registered.load(Ordering::Relaxed) > 0 && tokio::time::Instant::now() < deadline
+    {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    Ok(())
+}
+
+fn report(endpoint: &str, event: &DeviceEvent, progress: &Progress, verbose: bool) {
+    match event {
+        DeviceEvent::Registration(RegistrationEvent::Registered { .. }) => {
+            progress.registered.fetch_add(1, Ordering::Relaxed);
+        }
+        DeviceEvent::Registration(RegistrationEvent::Deregistered) => {
+            // Saturating: a device may report Deregistered without having registered.
+            let _ = progress
+                .registered
+                .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1));
+        }
+        DeviceEvent::Registration(RegistrationEvent::RegisterFailed { .. }) => {
+            progress.failures.fetch_add(1, Ordering::Relaxed);
+        }
+        DeviceEvent::Registration(RegistrationEvent::UpdateFailed { .. }) => {
+            // The device registers again; count it off until it is back.
+            let _ = progress
+                .registered
+                .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1));
+            progress.failures.fetch_add(1, Ordering::Relaxed);
+        }
+        DeviceEvent::Served { .. } => {
+            progress.served.fetch_add(1, Ordering::Relaxed);
+        }
+        _ => {}
+    }
+    if verbose {
+        println!("{endpoint}: {}", describe(event));
+    }
+}
+
+fn describe(event: &DeviceEvent) -> String {
+    match event {
+        DeviceEvent::Registration(RegistrationEvent::Registered { location }) => {
+            format!("registered at {location}")
+        }
+        DeviceEvent::Registration(RegistrationEvent::Updated) => "registration updated".into(),
+        DeviceEvent::Registration(RegistrationEvent::Deregistered) => "deregistered".into(),
+        DeviceEvent::Registration(RegistrationEvent::RegisterFailed { code, retry_in }) => {
+            let why = code.map_or_else(|| "no answer".to_owned(), |c| c.to_string());
+            format!("register failed ({why}), retrying in {retry_in:?}")
+        }
+        DeviceEvent::Registration(RegistrationEvent::UpdateFailed { code }) => {
+            let why = code.map_or_else(|| "no answer".to_owned(), |c| c.to_string());
+            format!("update failed ({why}), registering again")
+        }
+        DeviceEvent::Served { method, path, code } => format!("{method} {path} -> {code}"),
+        DeviceEvent::Rebooting => "rebooting".into(),
+        DeviceEvent::Disabled { until } => format!("disabled until {until:?}"),
+        DeviceEvent::Unsupported(effect) => format!("not supported yet: {effect:?}"),
+    }
+}
+
+/// A stable per-device seed, so two devices never share message IDs and tokens.
+fn seed_of(endpoint: &str) -> u64 {
+    let mut h = DefaultHasher::new();
+    endpoint.hash(&mut h);
+    h.finish()
+}
