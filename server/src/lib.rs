@@ -5,5 +5,11 @@
 //! model).
 //!
 //! - [`registry`]: registrations as the server keeps them.
+//! - [`lwm2m`]: the Registration interface as a sans-IO handler.
+//! - [`observation`]: observations as the server keeps them.
+//! - [`store`]: the durable store: the [`store::Store`] trait and its sled implementation.
 
+pub mod lwm2m;
+pub mod observation;
 pub mod registry;
+pub mod store;

@@ -64,7 +64,8 @@ pub struct Registration {
     /// Seconds; 0 means no expiry (Server object 1.2).
     #[n(3)]
     pub lifetime: u32,
-    /// Binding letters as sent (`U`, `UQ`, `T`, `S`, ...).
+    /// Transport letters of the binding (`U`, `US`, `T`, ...), without `Q`: queue mode, in
+    /// either the 1.0 (`b=UQ`) or the 1.1+ (`Q`) style, is `queue_mode`.
     #[n(4)]
     pub binding: String,
     /// Queue mode (1.1+ `Q` parameter, or `Q` inside a 1.0 binding).
