@@ -19,14 +19,18 @@ pub fn run(
     mut answer: impl FnMut(&Request) -> Response,
 ) {
     let end = pair.now + duration;
+    // A sleeping queue-mode device has its radio off: the link loses everything meanwhile.
+    let loss = pair.link.loss;
     loop {
         let now = pair.now;
         for event in std::mem::take(&mut pair.client_events) {
             device.on_event(now, &mut pair.client, event);
         }
         device.poll(now, &mut pair.client);
+        pair.link.loss = if device.is_awake() { loss } else { 1.0 };
         pair.answer_server_requests(&mut answer);
         if now >= end {
+            pair.link.loss = loss;
             return;
         }
         let limit = device.poll_timeout().map_or(end, |t| t.clamp(now, end));

@@ -15,11 +15,18 @@
 
 pub mod device;
 pub mod harness;
+pub mod observe;
+pub mod queue;
 pub mod registration;
+pub mod send;
+pub mod sensors;
 mod sim_device;
 
 pub use device::{Device, DeviceConfig, Effect, handle};
+pub use queue::QueueTiming;
 pub use registration::{Registration, RegistrationConfig, RegistrationEvent};
+pub use send::SendError;
+pub use sensors::SensorConfig;
 pub use sim_device::{Client, DeviceEvent, SimDevice};
 
 /// Re-exported so users of this crate name the same stack type.

@@ -211,6 +211,13 @@ fn describe(event: &DeviceEvent) -> String {
         DeviceEvent::Rebooting => "rebooting".into(),
         DeviceEvent::Disabled { until } => format!("disabled until {until:?}"),
         DeviceEvent::Unsupported(effect) => format!("not supported yet: {effect:?}"),
+        DeviceEvent::Observed { key } => format!("observed {key}"),
+        DeviceEvent::Notified { key, code } => format!("notified {key} -> {code}"),
+        DeviceEvent::Sent { code } => format!("send -> {code}"),
+        DeviceEvent::SendFailed => "send got no answer".into(),
+        DeviceEvent::Slept => "asleep (queue mode)".into(),
+        DeviceEvent::Woke => "awake (queue mode)".into(),
+        DeviceEvent::Dropped { path } => format!("asleep, dropped a request for {path}"),
     }
 }
 

@@ -13,10 +13,16 @@ use std::time::{Duration, Instant};
 
 use steward_coap::endpoint::{Event, RequestId};
 use steward_coap::message::{Code, Method};
+use steward_coap::observe::{ObserveRequest, Registration as ObserveRegistration, observe_request};
 use steward_coap::stack::{Stack, StackConfig};
+use steward_objects::Path;
 
 use crate::device::{self, Device, DeviceConfig, Effect};
+use crate::observe::{self, Observations};
+use crate::queue::{Queue, Transition};
 use crate::registration::{Exchange, Registration, RegistrationConfig, RegistrationEvent};
+use crate::send::{self, SendError};
+use crate::sensors::Sensors;
 
 /// How long a rebooting device stays silent before it registers again.
 const REBOOT_DELAY: Duration = Duration::from_secs(1);
@@ -41,6 +47,29 @@ pub enum DeviceEvent {
     },
     /// Something the simulator does not do yet (Bootstrap-Request Trigger).
     Unsupported(Effect),
+    /// An observation was accepted under this resource key.
+    Observed {
+        key: String,
+    },
+    /// A notification went out (a non-2.xx one ends the observation).
+    Notified {
+        key: String,
+        code: Code,
+    },
+    /// The server answered a Send.
+    Sent {
+        code: Code,
+    },
+    /// A Send got no answer.
+    SendFailed,
+    /// Queue mode: the radio is off until the device wakes.
+    Slept,
+    /// Queue mode: awake again; a registration Update is on its way.
+    Woke,
+    /// Queue mode: a request arrived while asleep and was dropped.
+    Dropped {
+        path: String,
+    },
 }
 
 /// A simulated device on a stack it does not own; see the module docs.
@@ -54,6 +83,12 @@ pub struct SimDevice<P> {
     /// When a rebooting or disabled device registers again.
     wake_at: Option<Instant>,
     events: VecDeque<DeviceEvent>,
+    observations: Observations,
+    sensors: Option<Sensors>,
+    /// Present for a queue-mode device.
+    queue: Option<Queue>,
+    /// Our Sends in flight.
+    sends: Vec<RequestId>,
 }
 
 impl<P: Copy + Eq + Hash + Ord + Debug> SimDevice<P> {
@@ -61,6 +96,11 @@ impl<P: Copy + Eq + Hash + Ord + Debug> SimDevice<P> {
     pub fn new(config: DeviceConfig, server: P) -> SimDevice<P> {
         let device = Device::new(config);
         let registration = Registration::new(registration_config(&device));
+        let sensors = device.config().sensors.map(|c| Sensors::new(c, &device));
+        let queue = device
+            .config()
+            .queue_mode
+            .then(|| Queue::new(device.config().queue));
         SimDevice {
             device,
             registration,
@@ -68,7 +108,99 @@ impl<P: Copy + Eq + Hash + Ord + Debug> SimDevice<P> {
             exchanges: Vec::new(),
             wake_at: None,
             events: VecDeque::new(),
+            observations: Observations::new(),
+            sensors,
+            queue,
+            sends: Vec::new(),
         }
+    }
+
+    /// Changes a value from the device side (a sensor, a button): observations of it are
+    /// evaluated at the next [`SimDevice::poll`]. False when the path names nothing settable.
+    pub fn set(&mut self, path: &Path, value: steward_objects::Value) -> bool {
+        self.device.set_path(path, value)
+    }
+
+    /// How many observations the device serves.
+    pub fn observation_count(&self) -> usize {
+        self.observations.len()
+    }
+
+    /// The simulated sensors, when configured.
+    pub fn sensors(&self) -> Option<&Sensors> {
+        self.sensors.as_ref()
+    }
+
+    /// False while a queue-mode device sleeps (it answers nothing then).
+    pub fn is_awake(&self) -> bool {
+        self.queue.as_ref().is_none_or(Queue::is_awake)
+    }
+
+    /// Sends the current values of `paths` to the server (`POST /dp`, 1.1+, Mute Send off),
+    /// in the configured format. The answer comes as [`DeviceEvent::Sent`].
+    pub fn send(
+        &mut self,
+        now: Instant,
+        stack: &mut Stack<P>,
+        paths: &[Path],
+    ) -> Result<RequestId, SendError> {
+        let entry = send::current(&self.device, paths)?;
+        self.send_entries(now, stack, &[entry])
+    }
+
+    /// Like [`SimDevice::send`], with the last `samples` sensor samples as a time series
+    /// (oldest first; just the current values without sensors).
+    pub fn send_series(
+        &mut self,
+        now: Instant,
+        stack: &mut Stack<P>,
+        paths: &[Path],
+        samples: usize,
+    ) -> Result<RequestId, SendError> {
+        let entries = match &self.sensors {
+            Some(s) => send::series(&self.device, s.history(), paths, samples)?,
+            None => vec![send::current(&self.device, paths)?],
+        };
+        self.send_entries(now, stack, &entries)
+    }
+
+    fn send_entries(
+        &mut self,
+        now: Instant,
+        stack: &mut Stack<P>,
+        entries: &[steward_objects::TimestampedNodes],
+    ) -> Result<RequestId, SendError> {
+        let format = self.device.config().send_format;
+        send::check(&self.device, format)?;
+        if !self.registration.is_registered() {
+            return Err(SendError::NotRegistered);
+        }
+        // LwM2M CBOR has no time field: it carries the newest values only.
+        let newest;
+        let entries = if format == steward_objects::ContentFormat::Lwm2mCbor {
+            newest = entries
+                .last()
+                .map(|e| steward_objects::TimestampedNodes {
+                    time: None,
+                    nodes: e.nodes.clone(),
+                })
+                .into_iter()
+                .collect::<Vec<_>>();
+            &newest[..]
+        } else {
+            entries
+        };
+        let request = send::request(format, entries)?;
+        // Sending is the device's own activity: a sleeping queue-mode device wakes for it.
+        if let Some(q) = &mut self.queue
+            && q.wake(now)
+        {
+            self.events.push_back(DeviceEvent::Woke);
+            self.registration.trigger_update();
+        }
+        let id = stack.request(now, self.server, request, true);
+        self.sends.push(id);
+        Ok(id)
     }
 
     pub fn device(&self) -> &Device {
@@ -90,6 +222,9 @@ impl<P: Copy + Eq + Hash + Ord + Debug> SimDevice<P> {
     /// Starts registering; call [`SimDevice::poll`] to send.
     pub fn start(&mut self) {
         self.wake_at = None;
+        if let Some(q) = &mut self.queue {
+            q.reset();
+        }
         self.registration.start();
     }
 
@@ -103,30 +238,59 @@ impl<P: Copy + Eq + Hash + Ord + Debug> SimDevice<P> {
     pub fn on_event(&mut self, now: Instant, stack: &mut Stack<P>, event: Event<P>) {
         match event {
             Event::Request { id, request } => {
+                if let Some(q) = &mut self.queue {
+                    if !q.is_awake() {
+                        // The radio is off: a real device never saw this request.
+                        self.events.push_back(DeviceEvent::Dropped {
+                            path: request.path_string(),
+                        });
+                        return;
+                    }
+                    q.activity(now);
+                }
                 let response = device::handle(&mut self.device, &request);
                 self.events.push_back(DeviceEvent::Served {
                     method: request.method,
                     path: request.path_string(),
                     code: response.code,
                 });
-                // NotPending means the exchange is gone (peer forgotten): nothing to answer.
-                let _ = stack.respond(now, id, response);
+                if observe_request(&request) == Some(ObserveRequest::Register) {
+                    let key = observe::resource_key(&request, &response);
+                    let accepted = stack.observe_accept(now, id, key.clone(), response.clone());
+                    if let Ok(Some(ObserveRegistration::Accepted { .. })) = accepted {
+                        self.observations
+                            .start(now, key.clone(), request, &response, &self.device);
+                        self.events.push_back(DeviceEvent::Observed { key });
+                    }
+                } else {
+                    // NotPending means the exchange is gone (peer forgotten): nothing to answer.
+                    let _ = stack.respond(now, id, response);
+                }
                 let effects = self.device.take_effects();
                 for effect in effects {
                     self.apply(now, effect);
                 }
             }
             Event::Response { id, response, .. } => {
+                if let Some(q) = &mut self.queue {
+                    q.activity(now);
+                }
                 if let Some(exchange) = self.take_exchange(id) {
                     self.registration.on_response(now, exchange, &response);
+                } else if self.take_send(id) {
+                    self.events.push_back(DeviceEvent::Sent {
+                        code: response.code,
+                    });
                 }
             }
             Event::Failed { id, .. } => {
                 if let Some(exchange) = self.take_exchange(id) {
                     self.registration.on_failure(now, exchange);
+                } else if self.take_send(id) {
+                    self.events.push_back(DeviceEvent::SendFailed);
                 }
             }
-            // Observations are served as plain reads so far; nothing to end.
+            // The stack took the observer off its list; `Observations::poll` forgets it.
             Event::ObserveEnded { .. } => {}
         }
     }
@@ -136,26 +300,94 @@ impl<P: Copy + Eq + Hash + Ord + Debug> SimDevice<P> {
         if self.wake_at.is_some_and(|at| at <= now) {
             self.start();
         }
+        if let Some(s) = &mut self.sensors {
+            // Sensors measure while the radio sleeps too.
+            s.handle_timeout(now, &mut self.device);
+        }
+        self.poll_queue(now);
         self.registration.handle_timeout(now);
         while let Some((exchange, request)) = self.registration.poll_request() {
+            if let Some(q) = &mut self.queue {
+                q.activity(now);
+            }
             let id = stack.request(now, self.server, request, true);
             self.exchanges.push((id, exchange));
         }
         while let Some(e) = self.registration.poll_event() {
             self.events.push_back(DeviceEvent::Registration(e));
         }
+        if self.is_awake() {
+            // Asleep, due notifications wait for the wake-up (one per observation then).
+            for n in self.observations.poll(now, &mut self.device, stack) {
+                if let Some(q) = &mut self.queue {
+                    q.activity(now);
+                }
+                self.events.push_back(DeviceEvent::Notified {
+                    key: n.key,
+                    code: n.code,
+                });
+            }
+        }
+    }
+
+    /// Queue mode: sleep when the awake window ran out, wake on schedule or when the
+    /// registration must send (an Update due by the lifetime is a wake-up too).
+    fn poll_queue(&mut self, now: Instant) {
+        let Some(q) = &mut self.queue else {
+            return;
+        };
+        if !self.registration.is_registered() {
+            // Only a registered device sleeps; registering keeps it awake.
+            q.reset();
+            return;
+        }
+        let registration_due = self.registration.poll_timeout().is_some_and(|t| t <= now);
+        let transition = if !q.is_awake() && registration_due {
+            q.wake(now);
+            Some(Transition::Woke)
+        } else {
+            q.handle_timeout(now)
+        };
+        match transition {
+            Some(Transition::Slept) => self.events.push_back(DeviceEvent::Slept),
+            Some(Transition::Woke) => {
+                self.events.push_back(DeviceEvent::Woke);
+                // Transport §6.5: a CON registration Update announces the device is awake.
+                self.registration.trigger_update();
+            }
+            None => {}
+        }
     }
 
     /// The next instant [`SimDevice::poll`] has work at.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        [self.registration.poll_timeout(), self.wake_at]
-            .into_iter()
-            .flatten()
-            .min()
+        let observations = if self.is_awake() {
+            self.observations.poll_timeout(&self.device)
+        } else {
+            None
+        };
+        [
+            self.registration.poll_timeout(),
+            self.wake_at,
+            self.sensors.as_ref().and_then(Sensors::poll_timeout),
+            self.queue.as_ref().and_then(Queue::poll_timeout),
+            observations,
+        ]
+        .into_iter()
+        .flatten()
+        .min()
     }
 
     pub fn poll_event(&mut self) -> Option<DeviceEvent> {
         self.events.pop_front()
+    }
+
+    fn take_send(&mut self, id: RequestId) -> bool {
+        let Some(at) = self.sends.iter().position(|r| *r == id) else {
+            return false;
+        };
+        self.sends.swap_remove(at);
+        true
     }
 
     fn take_exchange(&mut self, id: RequestId) -> Option<Exchange> {
@@ -169,6 +401,7 @@ impl<P: Copy + Eq + Hash + Ord + Debug> SimDevice<P> {
                 // Attributes live in RAM: a reboot forgets them (observations too, later).
                 self.registration = Registration::new(registration_config(&self.device));
                 self.exchanges.clear();
+                self.observations.clear();
                 self.wake_at = Some(now + REBOOT_DELAY);
                 self.events.push_back(DeviceEvent::Rebooting);
             }
@@ -238,7 +471,10 @@ impl<P: Copy + Eq + Hash + Ord + Debug> Client<P> {
     }
 
     pub fn handle(&mut self, now: Instant, peer: P, datagram: &[u8]) {
-        self.stack.handle(now, peer, datagram);
+        // A sleeping queue-mode device has its radio off: the datagram never arrives.
+        if self.device.is_awake() {
+            self.stack.handle(now, peer, datagram);
+        }
         self.drive(now);
     }
 

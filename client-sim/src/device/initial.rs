@@ -91,8 +91,8 @@ fn server(config: &DeviceConfig) -> Vec<(u16, Resource)> {
             7,
             Value::String(binding(config.lwm2m, config.queue_mode).to_owned()),
         ),
-        // Send is not implemented yet; a muted Send tells the server not to expect it.
-        single(23, Value::Boolean(true)),
+        // Send works (1.1+; the 1.0 model has no resource 23 and drops it).
+        single(23, Value::Boolean(false)),
     ]
 }
 

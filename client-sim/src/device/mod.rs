@@ -56,6 +56,13 @@ pub struct DeviceConfig {
     pub serial: String,
     /// `/3/0/13` at start, Unix seconds: the caller's clock, so the device stays pure.
     pub clock: i64,
+    /// Simulated sensors (battery, clock, radio) that change values over time; `None` keeps
+    /// every value still, which fleets and most tests want.
+    pub sensors: Option<crate::sensors::SensorConfig>,
+    /// The format of Send (`POST /dp`): SenML CBOR, SenML JSON or (1.2) LwM2M CBOR.
+    pub send_format: ContentFormat,
+    /// How long a queue-mode device stays awake and sleeps (used when `queue_mode`).
+    pub queue: crate::queue::QueueTiming,
 }
 
 impl DeviceConfig {
@@ -72,6 +79,9 @@ impl DeviceConfig {
             server_uri: "coap://127.0.0.1:5683".to_owned(),
             short_server_id: 1,
             clock: 0,
+            sensors: None,
+            send_format: ContentFormat::SenmlCbor,
+            queue: crate::queue::QueueTiming::default(),
         }
     }
 }
@@ -104,12 +114,30 @@ pub struct Device {
     /// Attributes written with Write-Attributes, per path (object, instance, resource, ...).
     attributes: BTreeMap<Path, NotificationAttributes>,
     effects: Vec<Effect>,
+    /// Bumped whenever a value may have changed (a write, a sensor): observations re-evaluate
+    /// when it moves instead of re-rendering every observed node on every poll.
+    generation: u64,
 }
 
 /// Answers one DM request from the server. Never panics; anything the device cannot do is an
 /// error response with the code the Transport spec gives.
 pub fn handle(device: &mut Device, request: &Request) -> Response {
-    match Operation::parse(request, &*device.models).and_then(|op| device.apply(op)) {
+    let result = Operation::parse(request, &*device.models).and_then(|op| {
+        let mutating = matches!(
+            op,
+            Operation::Write { .. }
+                | Operation::WriteComposite { .. }
+                | Operation::Create { .. }
+                | Operation::Delete { .. }
+                | Operation::Execute { .. }
+        );
+        let response = device.apply(op)?;
+        if mutating {
+            device.generation += 1;
+        }
+        Ok(response)
+    });
+    match result {
         Ok(response) => response,
         Err(e) => e.to_response(),
     }
@@ -125,6 +153,7 @@ impl Device {
             tree,
             attributes: BTreeMap::new(),
             effects: Vec::new(),
+            generation: 0,
         }
     }
 
@@ -206,10 +235,73 @@ impl Device {
         match self.instance_mut(object, instance) {
             Some(inst) => {
                 inst.resources.insert(resource, Resource::Single(value));
+                self.generation += 1;
                 true
             }
             None => false,
         }
+    }
+
+    /// Sets any stored value the model knows, including one resource instance of a multiple
+    /// resource (`/3/0/7/0`). False when the path names nothing settable.
+    pub fn set_path(&mut self, path: &Path, value: Value) -> bool {
+        match *path {
+            Path::Resource(o, i, r) => self.set(o, i, r, value),
+            Path::ResourceInstance(o, i, r, ri) => {
+                if self.models.resource_model(o, r).is_none_or(|m| !m.multiple) {
+                    return false;
+                }
+                let Some(inst) = self.instance_mut(o, i) else {
+                    return false;
+                };
+                match inst
+                    .resources
+                    .entry(r)
+                    .or_insert_with(|| Resource::Multiple(BTreeMap::new()))
+                {
+                    Resource::Multiple(values) => {
+                        values.insert(ri, value);
+                        self.generation += 1;
+                        true
+                    }
+                    Resource::Single(_) => false,
+                }
+            }
+            _ => false,
+        }
+    }
+
+    /// Counts changes of the tree; see the field.
+    pub fn generation(&self) -> u64 {
+        self.generation
+    }
+
+    /// The attributes in force at `path` by the Core precedence (resource instance > resource
+    /// > object instance > object), without the Server object defaults.
+    pub fn effective_attributes(&self, path: &Path) -> NotificationAttributes {
+        let mut attrs = self.attributes.get(path).copied().unwrap_or_default();
+        let mut at = path.parent();
+        while let Some(p) = at {
+            if let Some(parent) = self.attributes.get(&p) {
+                attrs = attrs.inherit(parent);
+            }
+            at = p.parent();
+        }
+        attrs
+    }
+
+    /// Default Minimum / Maximum Period (`/1/x/2`, `/1/x/3`) in seconds, when set.
+    pub fn default_period(&self, resource: u16) -> Option<u32> {
+        match self.server_value(resource)? {
+            Value::Integer(v) => u32::try_from(*v).ok(),
+            Value::UnsignedInteger(v) => u32::try_from(*v).ok(),
+            _ => None,
+        }
+    }
+
+    /// Mute Send (`/1/x/23`): true, or absent (a 1.0 Server object), means Send is off.
+    pub fn mute_send(&self) -> bool {
+        !matches!(self.server_value(23), Some(Value::Boolean(false)))
     }
 
     /// The attributes written at exactly `path`.
@@ -244,6 +336,7 @@ impl Device {
     pub fn factory_reset(&mut self) {
         self.tree = initial::tree(&self.config, &self.models);
         self.attributes.clear();
+        self.generation += 1;
     }
 
     fn apply(&mut self, op: Operation) -> Result<Response, DmError> {
