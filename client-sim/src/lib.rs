@@ -9,11 +9,13 @@
 //! - [`SimDevice`]: ties both to a CoAP [`Stack`] it does not own: it answers the server's
 //!   requests and sends its registration requests. [`Client`] owns a stack too and is what
 //!   the tokio UDP driver runs (it implements `steward_transport::Machine`).
+//! - [`firmware`]: the Firmware Update object's state machine and package format.
 //! - [`harness`]: runs a `SimDevice` on a `Pair` against an in-test server.
 //!
 //! Like the CoAP layer, nothing here reads a clock: every call takes `now`.
 
 pub mod device;
+pub mod firmware;
 pub mod harness;
 pub mod observe;
 pub mod queue;
@@ -27,7 +29,7 @@ pub use queue::QueueTiming;
 pub use registration::{Registration, RegistrationConfig, RegistrationEvent};
 pub use send::SendError;
 pub use sensors::SensorConfig;
-pub use sim_device::{Client, DeviceEvent, SimDevice};
+pub use sim_device::{Client, DeviceEvent, PeerResolver, SimDevice};
 
 /// Re-exported so users of this crate name the same stack type.
 pub use steward_coap::stack::Stack;

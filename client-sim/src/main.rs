@@ -114,7 +114,11 @@ async fn run(args: Args) -> std::io::Result<()> {
             },
             ..StackConfig::default()
         };
-        let client = Client::new(config, stack, args.server);
+        let mut client = Client::new(config, stack, args.server);
+        // Package URIs on real sockets: IP literals (and localhost), no DNS.
+        client
+            .device
+            .set_peer_resolver(steward_client::firmware::ip_resolver);
         let (socket, _) = udp::bind(&UdpConfig {
             bind,
             recv_buffer: 64 << 10,
@@ -218,6 +222,10 @@ fn describe(event: &DeviceEvent) -> String {
         DeviceEvent::Slept => "asleep (queue mode)".into(),
         DeviceEvent::Woke => "awake (queue mode)".into(),
         DeviceEvent::Dropped { path } => format!("asleep, dropped a request for {path}"),
+        DeviceEvent::Firmware { state, result } => {
+            format!("firmware state {state:?}, update result {result}")
+        }
+        DeviceEvent::FirmwareUpdated { version } => format!("firmware updated to {version}"),
     }
 }
 

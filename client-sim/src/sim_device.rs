@@ -18,6 +18,7 @@ use steward_coap::stack::{Stack, StackConfig};
 use steward_objects::Path;
 
 use crate::device::{self, Device, DeviceConfig, Effect};
+use crate::firmware::{self, PackageUri, Task, UpdateResult};
 use crate::observe::{self, Observations};
 use crate::queue::{Queue, Transition};
 use crate::registration::{Exchange, Registration, RegistrationConfig, RegistrationEvent};
@@ -70,7 +71,19 @@ pub enum DeviceEvent {
     Dropped {
         path: String,
     },
+    /// Firmware Update State (/5/0/3) or Update Result (/5/0/5) changed.
+    Firmware {
+        state: firmware::State,
+        result: i64,
+    },
+    /// A firmware update finished: the device runs `version` and sends an Update.
+    FirmwareUpdated {
+        version: String,
+    },
 }
+
+/// Maps the host and port of a Package URI to a peer the stack can send to.
+pub type PeerResolver<P> = fn(&str, u16) -> Option<P>;
 
 /// A simulated device on a stack it does not own; see the module docs.
 #[derive(Debug)]
@@ -89,6 +102,17 @@ pub struct SimDevice<P> {
     queue: Option<Queue>,
     /// Our Sends in flight.
     sends: Vec<RequestId>,
+    /// The firmware download in flight (pull), with its peer for cancelling.
+    download: Option<(RequestId, P)>,
+    /// A firmware verification or installation due at a time.
+    firmware_job: Option<(Instant, Task)>,
+    /// Finds the peer of a Package URI host other than the LwM2M server's.
+    resolver: Option<PeerResolver<P>>,
+    /// The first instant the device saw, to turn `Instant`s into Unix time from
+    /// `DeviceConfig::clock` (for /5/0/12).
+    epoch: Option<Instant>,
+    /// Firmware State and Update Result as last reported.
+    firmware_seen: (firmware::State, i64),
 }
 
 impl<P: Copy + Eq + Hash + Ord + Debug> SimDevice<P> {
@@ -112,7 +136,18 @@ impl<P: Copy + Eq + Hash + Ord + Debug> SimDevice<P> {
             sensors,
             queue,
             sends: Vec::new(),
+            download: None,
+            firmware_job: None,
+            resolver: None,
+            epoch: None,
+            firmware_seen: (firmware::State::Idle, 0),
         }
+    }
+
+    /// How Package URI hosts become peers. Without one, only the LwM2M server's own host and
+    /// port (`/0/0/0`) is reachable; the UDP client installs [`firmware::ip_resolver`].
+    pub fn set_peer_resolver(&mut self, resolver: PeerResolver<P>) {
+        self.resolver = Some(resolver);
     }
 
     /// Changes a value from the device side (a sensor, a button): observations of it are
@@ -268,7 +303,7 @@ impl<P: Copy + Eq + Hash + Ord + Debug> SimDevice<P> {
                 }
                 let effects = self.device.take_effects();
                 for effect in effects {
-                    self.apply(now, effect);
+                    self.apply(now, stack, effect);
                 }
             }
             Event::Response { id, response, .. } => {
@@ -277,6 +312,8 @@ impl<P: Copy + Eq + Hash + Ord + Debug> SimDevice<P> {
                 }
                 if let Some(exchange) = self.take_exchange(id) {
                     self.registration.on_response(now, exchange, &response);
+                } else if self.take_download(id) {
+                    self.on_download(now, Ok(response));
                 } else if self.take_send(id) {
                     self.events.push_back(DeviceEvent::Sent {
                         code: response.code,
@@ -286,6 +323,8 @@ impl<P: Copy + Eq + Hash + Ord + Debug> SimDevice<P> {
             Event::Failed { id, .. } => {
                 if let Some(exchange) = self.take_exchange(id) {
                     self.registration.on_failure(now, exchange);
+                } else if self.take_download(id) {
+                    self.on_download(now, Err(()));
                 } else if self.take_send(id) {
                     self.events.push_back(DeviceEvent::SendFailed);
                 }
@@ -297,9 +336,11 @@ impl<P: Copy + Eq + Hash + Ord + Debug> SimDevice<P> {
 
     /// Acts on due timers and sends what the registration wants sent.
     pub fn poll(&mut self, now: Instant, stack: &mut Stack<P>) {
+        self.epoch.get_or_insert(now);
         if self.wake_at.is_some_and(|at| at <= now) {
             self.start();
         }
+        self.poll_firmware(now);
         if let Some(s) = &mut self.sensors {
             // Sensors measure while the radio sleeps too.
             s.handle_timeout(now, &mut self.device);
@@ -371,6 +412,7 @@ impl<P: Copy + Eq + Hash + Ord + Debug> SimDevice<P> {
             self.wake_at,
             self.sensors.as_ref().and_then(Sensors::poll_timeout),
             self.queue.as_ref().and_then(Queue::poll_timeout),
+            self.firmware_job.as_ref().map(|(at, _)| *at),
             observations,
         ]
         .into_iter()
@@ -390,18 +432,134 @@ impl<P: Copy + Eq + Hash + Ord + Debug> SimDevice<P> {
         true
     }
 
+    fn take_download(&mut self, id: RequestId) -> bool {
+        if self.download.is_some_and(|(d, _)| d == id) {
+            self.download = None;
+            true
+        } else {
+            false
+        }
+    }
+
+    /// Runs a due firmware job and reports State / Update Result changes, stamping Last State
+    /// Change Time (/5/0/12, object 1.1+) when the State moved.
+    fn poll_firmware(&mut self, now: Instant) {
+        if let Some((_, task)) = self.firmware_job.take_if(|(at, _)| *at <= now) {
+            match task {
+                Task::Verify => {
+                    if firmware::verify(&mut self.device) {
+                        self.schedule(now, Task::Install);
+                    }
+                }
+                Task::Install => {
+                    if let Some(version) = firmware::install(&mut self.device) {
+                        self.events
+                            .push_back(DeviceEvent::FirmwareUpdated { version });
+                        // A device running new firmware tells the server at once (the
+                        // server re-reads /3 and /5), as real devices do after an update.
+                        self.registration.trigger_update();
+                    }
+                }
+                Task::Download(_) | Task::Abort => {}
+            }
+        }
+        let seen = (
+            firmware::state(&self.device),
+            firmware::update_result(&self.device),
+        );
+        if seen != self.firmware_seen {
+            if seen.0 != self.firmware_seen.0 {
+                let elapsed = self.epoch.map_or(0, |e| now.duration_since(e).as_secs());
+                let unix = self
+                    .device
+                    .config()
+                    .clock
+                    .saturating_add(i64::try_from(elapsed).unwrap_or(i64::MAX));
+                self.device
+                    .set(5, 0, 12, steward_objects::Value::Time(unix));
+            }
+            self.firmware_seen = seen;
+            self.events.push_back(DeviceEvent::Firmware {
+                state: seen.0,
+                result: seen.1,
+            });
+        }
+    }
+
+    fn schedule(&mut self, now: Instant, task: Task) {
+        let config = self.device.config().firmware;
+        let delay = match task {
+            Task::Install => config.install_delay,
+            _ => config.verify_delay,
+        };
+        self.firmware_job = Some((now + delay, task));
+    }
+
+    /// Starts fetching a Package URI.
+    fn start_download(&mut self, now: Instant, stack: &mut Stack<P>, uri: &PackageUri) {
+        let Some(peer) = self.resolve(uri) else {
+            // No route to that host: Anjay reports an unreachable address as invalid URI.
+            firmware::downloaded(&mut self.device, Err(UpdateResult::InvalidUri));
+            return;
+        };
+        if let Some(q) = &mut self.queue {
+            q.activity(now);
+        }
+        let id = stack.request(now, peer, uri.request(), true);
+        self.download = Some((id, peer));
+    }
+
+    fn resolve(&self, uri: &PackageUri) -> Option<P> {
+        let server_uri = match self.device.node(&Path::Resource(0, 0, 0)) {
+            Some(steward_objects::Node::Resource(steward_objects::Resource::Single(
+                steward_objects::Value::String(s),
+            ))) => s,
+            _ => self.device.config().server_uri.clone(),
+        };
+        let server = PackageUri::parse(&server_uri, &[0]).ok();
+        if server.is_some_and(|s| s.host.eq_ignore_ascii_case(&uri.host) && s.port == uri.port) {
+            return Some(self.server);
+        }
+        self.resolver.and_then(|r| r(&uri.host, uri.port))
+    }
+
+    /// The outcome of the package GET: the image (checked after the verify delay), or the
+    /// Update Result of the failure (see the `firmware` module docs for the mapping).
+    fn on_download(&mut self, now: Instant, outcome: Result<steward_coap::message::Response, ()>) {
+        let outcome = match outcome {
+            Ok(r) if r.code.is_success() => Ok(r.payload),
+            Ok(r) if r.code == Code::NOT_FOUND => Err(UpdateResult::InvalidUri),
+            Ok(_) | Err(()) => Err(UpdateResult::ConnectionLost),
+        };
+        if firmware::downloaded(&mut self.device, outcome) {
+            self.schedule(now, Task::Verify);
+        }
+    }
+
     fn take_exchange(&mut self, id: RequestId) -> Option<Exchange> {
         let at = self.exchanges.iter().position(|(r, _)| *r == id)?;
         Some(self.exchanges.swap_remove(at).1)
     }
 
-    fn apply(&mut self, now: Instant, effect: Effect) {
+    fn apply(&mut self, now: Instant, stack: &mut Stack<P>, effect: Effect) {
         match effect {
+            Effect::Firmware(Task::Download(uri)) => self.start_download(now, stack, &uri),
+            Effect::Firmware(Task::Abort) => {
+                self.firmware_job = None;
+                if let Some((id, peer)) = self.download.take() {
+                    stack.cancel(now, peer, id);
+                }
+            }
+            Effect::Firmware(task) => self.schedule(now, task),
             Effect::Reboot | Effect::FactoryReset => {
                 // Attributes live in RAM: a reboot forgets them (observations too, later).
                 self.registration = Registration::new(registration_config(&self.device));
                 self.exchanges.clear();
                 self.observations.clear();
+                // A download or installation in progress does not survive the reboot.
+                self.firmware_job = None;
+                self.download = None;
+                firmware::interrupted(&mut self.device);
                 self.wake_at = Some(now + REBOOT_DELAY);
                 self.events.push_back(DeviceEvent::Rebooting);
             }

@@ -332,7 +332,9 @@ fn registration_payload_announces_formats_and_versions() {
     assert!(links.content_formats().contains(&ContentFormat::Lwm2mCbor));
     assert!(!links.supports(0), "Security is never announced");
     assert!(links.has_instance(3, 0) && links.has_instance(1, 0) && links.has_instance(4, 0));
+    assert!(links.has_instance(5, 0), "Firmware Update is announced");
+    assert!(text.contains("</5>;ver=1.2"), "{text}");
     let v10 = device(Version::V1_0).object_links();
     assert!(v10.root.is_none());
-    assert_eq!(v10.to_string(), "</1/0>,</3/0>,</4/0>");
+    assert_eq!(v10.to_string(), "</1/0>,</3/0>,</4/0>,</5/0>");
 }

@@ -21,6 +21,10 @@ pub fn tree(config: &DeviceConfig, models: &DeviceModels) -> Tree {
         (1, server(config)),
         (3, device(config)),
         (4, connectivity()),
+        (
+            5,
+            crate::firmware::initial_resources(&config.firmware, config.clock),
+        ),
     ] {
         let instance = Instance {
             resources: resources

@@ -1,4 +1,5 @@
-//! A simulated device: its object tree (Security, Server, Device, Connectivity Monitoring),
+//! A simulated device: its object tree (Security, Server, Device, Connectivity Monitoring,
+//! Firmware Update),
 //! the attributes the server wrote, and the DM operations on them as one pure function,
 //! [`handle`]: a request in, a response out, no I/O and no clock.
 //!
@@ -63,6 +64,8 @@ pub struct DeviceConfig {
     pub send_format: ContentFormat,
     /// How long a queue-mode device stays awake and sleeps (used when `queue_mode`).
     pub queue: crate::queue::QueueTiming,
+    /// Firmware Update (/5/0): delivery methods and simulated delays.
+    pub firmware: crate::firmware::FirmwareConfig,
 }
 
 impl DeviceConfig {
@@ -82,6 +85,7 @@ impl DeviceConfig {
             sensors: None,
             send_format: ContentFormat::SenmlCbor,
             queue: crate::queue::QueueTiming::default(),
+            firmware: crate::firmware::FirmwareConfig::default(),
         }
     }
 }
@@ -103,6 +107,8 @@ pub enum Effect {
     RegistrationParametersChanged,
     /// An instance was created or deleted: the next Update carries the object links.
     ObjectsChanged,
+    /// The Firmware Update object needs the device loop (timers, a download).
+    Firmware(crate::firmware::Task),
 }
 
 /// A simulated device's state. Operate on it with [`handle`].
@@ -117,6 +123,8 @@ pub struct Device {
     /// Bumped whenever a value may have changed (a write, a sensor): observations re-evaluate
     /// when it moves instead of re-rendering every observed node on every poll.
     generation: u64,
+    /// The firmware image being downloaded, verified or installed.
+    firmware: crate::firmware::Staging,
 }
 
 /// Answers one DM request from the server. Never panics; anything the device cannot do is an
@@ -154,6 +162,7 @@ impl Device {
             attributes: BTreeMap::new(),
             effects: Vec::new(),
             generation: 0,
+            firmware: crate::firmware::Staging::default(),
         }
     }
 
@@ -336,7 +345,16 @@ impl Device {
     pub fn factory_reset(&mut self) {
         self.tree = initial::tree(&self.config, &self.models);
         self.attributes.clear();
+        self.firmware = crate::firmware::Staging::default();
         self.generation += 1;
+    }
+
+    pub(crate) fn firmware_staging(&mut self) -> &mut crate::firmware::Staging {
+        &mut self.firmware
+    }
+
+    pub(crate) fn push_effect(&mut self, effect: Effect) {
+        self.effects.push(effect);
     }
 
     fn apply(&mut self, op: Operation) -> Result<Response, DmError> {

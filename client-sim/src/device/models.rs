@@ -10,8 +10,9 @@ use std::sync::{Arc, OnceLock};
 
 use steward_objects::{ModelRegistry, Models, ObjectModel, Version};
 
-/// The objects every simulated device has: Security, Server, Device, Connectivity Monitoring.
-pub const OBJECTS: [u16; 4] = [0, 1, 3, 4];
+/// The objects every simulated device has: Security, Server, Device, Connectivity Monitoring,
+/// Firmware Update.
+pub const OBJECTS: [u16; 5] = [0, 1, 3, 4, 5];
 
 /// The models of one device: exactly one version per implemented object.
 #[derive(Debug, Clone)]

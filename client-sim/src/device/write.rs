@@ -46,6 +46,15 @@ impl Device {
             .map_err(|e| DmError::from_decode(format.code(), &e))?;
         if let Node::Instance(inst) = &node {
             self.check_writable(object, inst.resources.keys().copied(), path)?;
+            // Package and Package URI drive the update state machine one at a time.
+            if object == 5 && inst.resources.keys().any(|r| *r <= 1) {
+                return Err(DmError::BadRequest(
+                    "write Package or Package URI as a single resource".into(),
+                ));
+            }
+        }
+        if let Path::Resource(5, _, rid @ (0 | 1)) = *path {
+            return crate::firmware::write(self, rid, node);
         }
         self.store(path, mode, node);
         self.note_server_change(object, path);
@@ -76,6 +85,7 @@ impl Device {
             (1, 4) => self.effects.push(Effect::Disable),
             (1, 8) => self.effects.push(Effect::RegistrationUpdate),
             (1, 9) => self.effects.push(Effect::BootstrapRequest),
+            (5, r) => return crate::firmware::execute(self, r),
             // Other executables exist in the model but do nothing on a simulator.
             _ => {}
         }

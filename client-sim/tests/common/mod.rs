@@ -15,6 +15,8 @@ use steward_coap::sim::{Link, Pair, Side};
 pub struct Server {
     pub updates: usize,
     pub sends: Vec<Request>,
+    /// Served to GET by path (firmware packages for pull); the stack slices them Block2.
+    pub files: std::collections::BTreeMap<String, Vec<u8>>,
 }
 
 impl Server {
@@ -32,6 +34,11 @@ impl Server {
                 Response::new(Code::CHANGED)
             }
             (Method::Delete, "/rd/1") => Response::new(Code::DELETED),
+            (Method::Get, path) if self.files.contains_key(path) => {
+                let body = self.files.get(path).cloned().unwrap_or_default();
+                // 42: application/octet-stream.
+                Response::new(Code::CONTENT).with_payload(42, body)
+            }
             _ => Response::new(Code::NOT_FOUND),
         }
     }
