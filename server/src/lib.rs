@@ -8,8 +8,13 @@
 //! - [`lwm2m`]: the Registration interface as a sans-IO handler.
 //! - [`observation`]: observations as the server keeps them.
 //! - [`store`]: the durable store: the [`store::Store`] trait and its sled implementation.
+//! - [`config`]: the configuration of `steward serve` (defaults, TOML file, env, flags).
+//! - [`runtime`]: `steward serve` at run time: store, listeners, durability, expiry.
 
+pub mod config;
+pub mod dm;
 pub mod lwm2m;
 pub mod observation;
 pub mod registry;
+pub mod runtime;
 pub mod store;

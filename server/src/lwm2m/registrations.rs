@@ -69,6 +69,14 @@ pub struct Registered {
     pub replaced: Option<Registration>,
 }
 
+/// A stored registration that [`Registrations::restore`] could not take back as it was.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RestoreIssue {
+    pub endpoint: String,
+    pub id: String,
+    pub problem: String,
+}
+
 #[derive(Debug)]
 pub struct Registrations {
     clients: HashMap<String, RegisteredClient>,
@@ -194,6 +202,54 @@ impl Registrations {
     /// Removes a registration (De-register); `None` for an unknown ID.
     pub fn deregister(&mut self, id: &str) -> Option<Registration> {
         self.remove(id)
+    }
+
+    /// Puts back registrations read from the store (server start): each one is held as it was
+    /// stored, with its ID, lifetime and deadline, so clients can Update and De-register as if
+    /// the server had never stopped. A restored registration whose deadline has passed is
+    /// expired by the next [`Registrations::expire`]. An endpoint or ID that appears twice
+    /// keeps the later record. Object links that no longer parse leave the registration in
+    /// place with no links (the next Update with a payload brings them back); each such
+    /// problem is returned for the caller to log.
+    pub fn restore(&mut self, registrations: Vec<Registration>) -> Vec<RestoreIssue> {
+        let mut issues = Vec::new();
+        for registration in registrations {
+            if let Some(old) = self.by_endpoint.get(&registration.endpoint).cloned() {
+                self.remove(&old);
+            }
+            if self.clients.contains_key(&registration.id) {
+                self.remove(&registration.id.clone());
+            }
+            let links = match ObjectLinks::parse(registration.object_links.as_bytes()) {
+                Ok(links) => links,
+                Err(e) => {
+                    issues.push(RestoreIssue {
+                        endpoint: registration.endpoint.clone(),
+                        id: registration.id.clone(),
+                        problem: format!("stored object links do not parse: {e}"),
+                    });
+                    ObjectLinks::new()
+                }
+            };
+            let client = RegisteredClient {
+                formats: formats_of(registration.version, &links),
+                links,
+                registration,
+            };
+            self.by_endpoint.insert(
+                client.registration.endpoint.clone(),
+                client.registration.id.clone(),
+            );
+            self.insert(client);
+        }
+        issues
+    }
+
+    /// Removes whatever registration an endpoint has, without an event: the caller puts the
+    /// store's version back with [`Registrations::restore`] when a write to the store failed.
+    pub fn forget_endpoint(&mut self, endpoint: &str) -> Option<Registration> {
+        let id = self.by_endpoint.get(endpoint).cloned()?;
+        self.remove(&id)
     }
 
     /// When the next registration expires (unix ms), for the caller's timer.
@@ -373,6 +429,39 @@ mod tests {
         assert_eq!(regs.deregister(&r.id), None);
         assert!(regs.is_empty() && regs.by_endpoint("a").is_none());
         assert_eq!(regs.next_expiry(), None);
+    }
+
+    #[test]
+    fn restore_keeps_ids_deadlines_and_links() {
+        let mut before = Registrations::new(1, 500);
+        let a = before.register(new("a", 10), 1_000).registration;
+        let b = before.register(new("b", 0), 1_000).registration;
+        let mut broken = before.register(new("c", 20), 1_000).registration;
+        broken.object_links = "<<<".into();
+
+        let mut after = Registrations::new(99, 500);
+        let issues = after.restore(vec![a.clone(), b.clone(), broken.clone()]);
+        assert_eq!(issues.len(), 1);
+        assert_eq!(issues[0].endpoint, "c");
+        assert_eq!(after.len(), 3);
+        assert_eq!(after.get(&a.id).map(|c| &c.registration), Some(&a));
+        assert_eq!(
+            after.by_endpoint("b").map(|c| c.registration.id.clone()),
+            Some(b.id.clone())
+        );
+        let links = after.get(&a.id).map(|c| c.announced_versions());
+        assert_eq!(links, Some(vec![(1, None), (3, Some(Version::V1_1))]));
+        assert_eq!(after.next_expiry(), Some(11_500));
+        assert_eq!(after.expire(11_500), vec![a.clone()]);
+        // A new registration never takes a restored ID.
+        let fresh = after.register(new("d", 10), 2_000).registration;
+        assert!(![&a.id, &b.id, &broken.id].contains(&&fresh.id));
+        // Restoring an endpoint again replaces its entry; forgetting removes it.
+        after.restore(vec![b.clone()]);
+        assert_eq!(after.len(), 3);
+        assert_eq!(after.forget_endpoint("b"), Some(b));
+        assert_eq!(after.forget_endpoint("b"), None);
+        assert_eq!(after.len(), 2);
     }
 
     #[test]

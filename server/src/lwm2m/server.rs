@@ -12,7 +12,7 @@ use super::identity::{endpoint_for, owns};
 use super::registration::{
     self, RD, RegisterRequest, RegistrationRequest, UpdateRequest, is_registration_path,
 };
-use super::registrations::{Changes, NewRegistration, Registrations};
+use super::registrations::{Changes, NewRegistration, Registrations, RestoreIssue};
 use crate::registry::{Lwm2mVersion, PeerIdentity, Registration};
 
 /// Lifetime when `lt` is absent (Core 1.1 §5.3.1 Table: default 86400 s).
@@ -105,6 +105,21 @@ impl Lwm2mServer {
 
     pub fn registrations(&self) -> &Registrations {
         &self.registrations
+    }
+
+    /// Puts back the registrations the store holds (server start); see
+    /// [`Registrations::restore`].
+    pub fn restore(&mut self, registrations: Vec<Registration>) -> Vec<RestoreIssue> {
+        self.registrations.restore(registrations)
+    }
+
+    /// Makes an endpoint's registration what the store says it is (`None`: not registered),
+    /// after a store write failed and the change it carried was not acknowledged.
+    pub fn reconcile(&mut self, endpoint: &str, stored: Option<Registration>) {
+        self.registrations.forget_endpoint(endpoint);
+        if let Some(r) = stored {
+            self.registrations.restore(vec![r]);
+        }
     }
 
     /// Takes an event from the stack. Requests under `/rd` are answered; everything else is

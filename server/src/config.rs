@@ -1,0 +1,540 @@
+//! The configuration of `steward serve`.
+//!
+//! Four layers, each overriding the one before: built-in defaults (DESIGN.md, "Ports and
+//! defaults"), a TOML file (`--config PATH` or `STEWARD_CONFIG`), `STEWARD_*` environment
+//! variables, and command-line flags. Every layer is parsed into the same [`Settings`] (all
+//! fields optional) and [`Config::resolve`] folds them; a bad value is reported with where it
+//! came from (file and line, variable, or flag).
+//!
+//! | setting | TOML | environment | flag | default |
+//! |---|---|---|---|---|
+//! | bind address | `bind` | `STEWARD_BIND` | `--bind` | `127.0.0.1` |
+//! | data directory | `data_dir` | `STEWARD_DATA_DIR` | `--data-dir` | `./steward-data` |
+//! | CoAP port | `[lwm2m] coap_port` | `STEWARD_COAP_PORT` | `--coap-port` | 5683 |
+//! | CoAPs (DTLS) port | `[lwm2m] coaps_port` | `STEWARD_COAPS_PORT` | `--coaps-port` | 5684 |
+//! | accept NoSec registrations | `[lwm2m] allow_unsecured` | `STEWARD_ALLOW_UNSECURED` | `--allow-unsecured[=BOOL]` | false |
+//! | lifetime when `lt` is absent (s) | `[lwm2m] default_lifetime` | `STEWARD_DEFAULT_LIFETIME` | `--default-lifetime` | 86400 |
+//! | grace before expiry (s) | `[lwm2m] expiry_grace` | `STEWARD_EXPIRY_GRACE` | `--expiry-grace` | 93 |
+//!
+//! Port 0 asks the system for a free port (tests). `allow_unsecured` is off by default:
+//! Transport §5.3 allows NoSec only with lower-layer security, which the server cannot see;
+//! switch it on for a lab or loopback setup. The expiry grace is MAX_TRANSMIT_WAIT (93 s): an
+//! Update sent just in time but retransmitted must not lose the race against expiry.
+
+use std::fmt;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+pub const DEFAULT_COAP_PORT: u16 = 5683;
+pub const DEFAULT_COAPS_PORT: u16 = 5684;
+pub const DEFAULT_DATA_DIR: &str = "./steward-data";
+pub const DEFAULT_EXPIRY_GRACE_SECS: u64 = 93;
+/// The longest grace accepted: beyond a day it is a typo, not a policy.
+const MAX_EXPIRY_GRACE_SECS: u64 = 86_400;
+
+/// The resolved configuration of `steward serve`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    pub bind: IpAddr,
+    pub coap_port: u16,
+    pub coaps_port: u16,
+    pub data_dir: PathBuf,
+    pub allow_unsecured: bool,
+    pub default_lifetime: u32,
+    pub expiry_grace_secs: u64,
+}
+
+impl Default for Config {
+    fn default() -> Config {
+        Config {
+            bind: IpAddr::V4(Ipv4Addr::LOCALHOST),
+            coap_port: DEFAULT_COAP_PORT,
+            coaps_port: DEFAULT_COAPS_PORT,
+            data_dir: PathBuf::from(DEFAULT_DATA_DIR),
+            allow_unsecured: false,
+            default_lifetime: crate::lwm2m::server::DEFAULT_LIFETIME,
+            expiry_grace_secs: DEFAULT_EXPIRY_GRACE_SECS,
+        }
+    }
+}
+
+/// One layer of settings; `None` leaves the value of the layers below.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Settings {
+    pub bind: Option<IpAddr>,
+    pub coap_port: Option<u16>,
+    pub coaps_port: Option<u16>,
+    pub data_dir: Option<PathBuf>,
+    pub allow_unsecured: Option<bool>,
+    pub default_lifetime: Option<u32>,
+    pub expiry_grace_secs: Option<u64>,
+}
+
+/// The flags of `steward serve`, as clap parses them.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct ServeArgs {
+    /// TOML configuration file (default: $STEWARD_CONFIG, else none).
+    #[arg(long, value_name = "PATH")]
+    pub config: Option<PathBuf>,
+    /// Address to listen on [default: 127.0.0.1].
+    #[arg(long, value_name = "IP")]
+    pub bind: Option<IpAddr>,
+    /// CoAP (UDP) port; 0 picks a free one [default: 5683].
+    #[arg(long, value_name = "PORT")]
+    pub coap_port: Option<u16>,
+    /// CoAPs (DTLS) port; 0 picks a free one [default: 5684].
+    #[arg(long, value_name = "PORT")]
+    pub coaps_port: Option<u16>,
+    /// Data directory (the sled database) [default: ./steward-data].
+    #[arg(long, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Accept registrations over plain CoAP (NoSec) [default: false].
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
+    pub allow_unsecured: Option<bool>,
+    /// Lifetime in seconds for a Register without `lt` [default: 86400].
+    #[arg(long, value_name = "SECONDS")]
+    pub default_lifetime: Option<u32>,
+    /// Seconds added to every lifetime before a registration expires [default: 93].
+    #[arg(long, value_name = "SECONDS")]
+    pub expiry_grace: Option<u64>,
+}
+
+impl ServeArgs {
+    pub fn settings(&self) -> Settings {
+        Settings {
+            bind: self.bind,
+            coap_port: self.coap_port,
+            coaps_port: self.coaps_port,
+            data_dir: self.data_dir.clone(),
+            allow_unsecured: self.allow_unsecured,
+            default_lifetime: self.default_lifetime,
+            expiry_grace_secs: self.expiry_grace,
+        }
+    }
+}
+
+/// Why a configuration could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {}: {source}", path.display())]
+    ReadFile {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("config file {}: {message}", path.display())]
+    ParseFile { path: PathBuf, message: String },
+    #[error("environment variable {var}={value:?}: expected {expected}")]
+    Env {
+        var: String,
+        value: String,
+        expected: &'static str,
+    },
+    #[error("environment variable {var} is not valid UTF-8")]
+    EnvNotUtf8 { var: String },
+    #[error("invalid configuration: {0}")]
+    Invalid(String),
+}
+
+/// The TOML file: top-level settings and the `[lwm2m]` table.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    bind: Option<IpAddr>,
+    data_dir: Option<PathBuf>,
+    lwm2m: Option<FileLwm2m>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileLwm2m {
+    coap_port: Option<u16>,
+    coaps_port: Option<u16>,
+    allow_unsecured: Option<bool>,
+    default_lifetime: Option<u32>,
+    expiry_grace: Option<u64>,
+}
+
+impl Settings {
+    /// Parses the text of a TOML config file; `path` is only for messages.
+    pub fn from_toml(text: &str, path: &Path) -> Result<Settings, ConfigError> {
+        let file: FileConfig = toml::from_str(text).map_err(|e| ConfigError::ParseFile {
+            path: path.to_owned(),
+            message: e.to_string().trim_end().to_owned(),
+        })?;
+        let lwm2m = file.lwm2m.unwrap_or_default();
+        Ok(Settings {
+            bind: file.bind,
+            coap_port: lwm2m.coap_port,
+            coaps_port: lwm2m.coaps_port,
+            data_dir: file.data_dir,
+            allow_unsecured: lwm2m.allow_unsecured,
+            default_lifetime: lwm2m.default_lifetime,
+            expiry_grace_secs: lwm2m.expiry_grace,
+        })
+    }
+
+    /// Reads and parses a TOML config file.
+    pub fn from_file(path: &Path) -> Result<Settings, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::ReadFile {
+            path: path.to_owned(),
+            source,
+        })?;
+        Settings::from_toml(&text, path)
+    }
+
+    /// Reads the `STEWARD_*` variables among `vars`. Variables of other programs are ignored;
+    /// an unknown `STEWARD_` name is returned in the second list so the caller can warn about
+    /// it (a typo should not pass silently, nor stop the server).
+    pub fn from_env<I>(vars: I) -> Result<(Settings, Vec<String>), ConfigError>
+    where
+        I: IntoIterator<Item = (String, String)>,
+    {
+        let mut s = Settings::default();
+        let mut unknown = Vec::new();
+        for (var, value) in vars {
+            let Some(name) = var.strip_prefix("STEWARD_") else {
+                continue;
+            };
+            let v = value.trim();
+            match name {
+                "BIND" => s.bind = Some(parse_env(&var, v, "an IP address")?),
+                "COAP_PORT" => s.coap_port = Some(parse_env(&var, v, "a port (0-65535)")?),
+                "COAPS_PORT" => s.coaps_port = Some(parse_env(&var, v, "a port (0-65535)")?),
+                "DATA_DIR" => {
+                    s.data_dir = Some(PathBuf::from(v));
+                }
+                "ALLOW_UNSECURED" => s.allow_unsecured = Some(parse_bool(&var, v)?),
+                "DEFAULT_LIFETIME" => {
+                    s.default_lifetime = Some(parse_env(&var, v, "seconds (0-4294967295)")?);
+                }
+                "EXPIRY_GRACE" => s.expiry_grace_secs = Some(parse_env(&var, v, "seconds")?),
+                // The config file path, read by `Config::load`; RUST_LOG is not ours.
+                "CONFIG" => {}
+                _ => unknown.push(var.clone()),
+            }
+        }
+        Ok((s, unknown))
+    }
+}
+
+fn parse_env<T: std::str::FromStr>(
+    var: &str,
+    value: &str,
+    expected: &'static str,
+) -> Result<T, ConfigError> {
+    value.parse().map_err(|_| ConfigError::Env {
+        var: var.to_owned(),
+        value: value.to_owned(),
+        expected,
+    })
+}
+
+fn parse_bool(var: &str, value: &str) -> Result<bool, ConfigError> {
+    match value.to_ascii_lowercase().as_str() {
+        "1" | "true" | "yes" | "on" => Ok(true),
+        "0" | "false" | "no" | "off" => Ok(false),
+        _ => Err(ConfigError::Env {
+            var: var.to_owned(),
+            value: value.to_owned(),
+            expected: "a boolean (true/false, 1/0, yes/no, on/off)",
+        }),
+    }
+}
+
+impl Config {
+    /// Folds the layers over the defaults, lowest first: file, environment, flags.
+    pub fn resolve(layers: &[Settings]) -> Result<Config, ConfigError> {
+        let mut c = Config::default();
+        for l in layers {
+            c.bind = l.bind.unwrap_or(c.bind);
+            c.coap_port = l.coap_port.unwrap_or(c.coap_port);
+            c.coaps_port = l.coaps_port.unwrap_or(c.coaps_port);
+            if let Some(d) = &l.data_dir {
+                c.data_dir.clone_from(d);
+            }
+            c.allow_unsecured = l.allow_unsecured.unwrap_or(c.allow_unsecured);
+            c.default_lifetime = l.default_lifetime.unwrap_or(c.default_lifetime);
+            c.expiry_grace_secs = l.expiry_grace_secs.unwrap_or(c.expiry_grace_secs);
+        }
+        c.validate()?;
+        Ok(c)
+    }
+
+    /// Everything `steward serve` reads: the flags, the environment (`vars`, e.g.
+    /// `std::env::vars()`), and the config file named by `--config` or `STEWARD_CONFIG`.
+    /// Returns the configuration and the unknown `STEWARD_*` variables.
+    pub fn load<I>(args: &ServeArgs, vars: I) -> Result<(Config, Vec<String>), ConfigError>
+    where
+        I: IntoIterator<Item = (String, String)>,
+    {
+        let vars: Vec<(String, String)> = vars.into_iter().collect();
+        let (env, unknown) = Settings::from_env(vars.iter().cloned())?;
+        let path = args.config.clone().or_else(|| {
+            vars.iter()
+                .find(|(k, _)| k == "STEWARD_CONFIG")
+                .map(|(_, v)| PathBuf::from(v.trim()))
+                .filter(|p| !p.as_os_str().is_empty())
+        });
+        let file = match &path {
+            Some(p) => Settings::from_file(p)?,
+            None => Settings::default(),
+        };
+        let config = Config::resolve(&[file, env, args.settings()])?;
+        Ok((config, unknown))
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        if self.data_dir.as_os_str().is_empty() {
+            return Err(ConfigError::Invalid("data_dir is empty".into()));
+        }
+        if self.coap_port != 0 && self.coap_port == self.coaps_port {
+            return Err(ConfigError::Invalid(format!(
+                "coap_port and coaps_port are both {}",
+                self.coap_port
+            )));
+        }
+        if self.expiry_grace_secs > MAX_EXPIRY_GRACE_SECS {
+            return Err(ConfigError::Invalid(format!(
+                "expiry_grace {} s is longer than a day",
+                self.expiry_grace_secs
+            )));
+        }
+        Ok(())
+    }
+
+    pub fn coap_addr(&self) -> SocketAddr {
+        SocketAddr::new(self.bind, self.coap_port)
+    }
+
+    pub fn coaps_addr(&self) -> SocketAddr {
+        SocketAddr::new(self.bind, self.coaps_port)
+    }
+}
+
+impl fmt::Display for Config {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "coap {} coaps {} data {} allow_unsecured {} default_lifetime {} s expiry_grace {} s",
+            self.coap_addr(),
+            self.coaps_addr(),
+            self.data_dir.display(),
+            self.allow_unsecured,
+            self.default_lifetime,
+            self.expiry_grace_secs
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Debug, Parser)]
+    struct Cli {
+        #[command(flatten)]
+        serve: ServeArgs,
+    }
+
+    fn args(flags: &[&str]) -> ServeArgs {
+        let argv = std::iter::once("steward").chain(flags.iter().copied());
+        Cli::try_parse_from(argv)
+            .unwrap_or_else(|e| panic!("{e}"))
+            .serve
+    }
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
+    }
+
+    fn file(text: &str) -> Settings {
+        Settings::from_toml(text, Path::new("test.toml")).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    #[test]
+    fn defaults_follow_the_design() {
+        let (c, unknown) = Config::load(&args(&[]), env(&[])).unwrap_or_else(|e| panic!("{e}"));
+        assert!(unknown.is_empty());
+        assert_eq!(c, Config::default());
+        assert_eq!(c.coap_addr().to_string(), "127.0.0.1:5683");
+        assert_eq!(c.coaps_addr().to_string(), "127.0.0.1:5684");
+        assert_eq!(c.data_dir, PathBuf::from("./steward-data"));
+        assert!(!c.allow_unsecured);
+        assert_eq!(c.default_lifetime, 86_400);
+    }
+
+    #[test]
+    fn flag_beats_env_beats_file_beats_default() {
+        let f = file(
+            r#"
+            bind = "0.0.0.0"
+            data_dir = "/from/file"
+            [lwm2m]
+            coap_port = 1001
+            coaps_port = 1002
+            allow_unsecured = true
+            default_lifetime = 100
+            "#,
+        );
+        let (e, unknown) = Settings::from_env(env(&[
+            ("STEWARD_COAP_PORT", "2001"),
+            ("STEWARD_DATA_DIR", "/from/env"),
+            ("STEWARD_ALLOW_UNSECURED", "no"),
+            ("HOME", "/root"),
+        ]))
+        .unwrap_or_else(|e| panic!("{e}"));
+        assert!(unknown.is_empty());
+        let a = args(&["--coap-port", "3001", "--expiry-grace", "5"]).settings();
+
+        let c =
+            Config::resolve(&[f.clone(), e.clone(), a.clone()]).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(c.coap_port, 3001, "flag over env and file");
+        assert_eq!(c.data_dir, PathBuf::from("/from/env"), "env over file");
+        assert!(!c.allow_unsecured, "env over file");
+        assert_eq!(c.coaps_port, 1002, "file over default");
+        assert_eq!(c.bind.to_string(), "0.0.0.0", "file over default");
+        assert_eq!(c.default_lifetime, 100);
+        assert_eq!(c.expiry_grace_secs, 5, "flag over default");
+
+        // Without the flag the env wins; without the env the file does.
+        let c = Config::resolve(&[f.clone(), e]).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(c.coap_port, 2001);
+        let c = Config::resolve(&[f]).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(c.coap_port, 1001);
+        assert!(c.allow_unsecured);
+    }
+
+    #[test]
+    fn load_reads_the_file_named_by_flag_or_env() {
+        let dir = std::env::temp_dir().join(format!("steward-config-{}", std::process::id()));
+        let _ = std::fs::create_dir_all(&dir);
+        let a = dir.join("a.toml");
+        let b = dir.join("b.toml");
+        std::fs::write(&a, "[lwm2m]\ncoap_port = 7001\n").unwrap_or_else(|e| panic!("{e}"));
+        std::fs::write(&b, "[lwm2m]\ncoap_port = 7002\n").unwrap_or_else(|e| panic!("{e}"));
+        let b_env = env(&[("STEWARD_CONFIG", &b.to_string_lossy())]);
+
+        let (c, _) = Config::load(&args(&[]), b_env.clone()).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(c.coap_port, 7002, "STEWARD_CONFIG");
+        let flag = args(&["--config", &a.to_string_lossy()]);
+        let (c, _) = Config::load(&flag, b_env).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(c.coap_port, 7001, "--config over STEWARD_CONFIG");
+
+        let missing = args(&["--config", "/nonexistent/steward.toml"]);
+        let err = Config::load(&missing, env(&[]))
+            .err()
+            .map(|e| e.to_string());
+        assert!(
+            err.as_deref()
+                .is_some_and(|e| e.contains("cannot read config file /nonexistent/steward.toml")),
+            "{err:?}"
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn allow_unsecured_flag_forms() {
+        assert_eq!(args(&["--allow-unsecured"]).allow_unsecured, Some(true));
+        assert_eq!(
+            args(&["--allow-unsecured=false"]).allow_unsecured,
+            Some(false)
+        );
+        assert_eq!(args(&[]).allow_unsecured, None);
+        for v in ["1", "TRUE", "yes", "on"] {
+            let (s, _) = Settings::from_env(env(&[("STEWARD_ALLOW_UNSECURED", v)]))
+                .unwrap_or_else(|e| panic!("{e}"));
+            assert_eq!(s.allow_unsecured, Some(true), "{v}");
+        }
+    }
+
+    #[test]
+    fn bad_values_are_clear_errors() {
+        let e = Settings::from_env(env(&[("STEWARD_COAP_PORT", "70000")]))
+            .err()
+            .map(|e| e.to_string());
+        assert_eq!(
+            e.as_deref(),
+            Some("environment variable STEWARD_COAP_PORT=\"70000\": expected a port (0-65535)")
+        );
+        let e = Settings::from_env(env(&[("STEWARD_ALLOW_UNSECURED", "maybe")]))
+            .err()
+            .map(|e| e.to_string());
+        assert!(
+            e.as_deref()
+                .is_some_and(|e| e.contains("expected a boolean")),
+            "{e:?}"
+        );
+        let e = Settings::from_env(env(&[("STEWARD_BIND", "localhost")]))
+            .err()
+            .map(|e| e.to_string());
+        assert!(
+            e.as_deref().is_some_and(|e| e.contains("an IP address")),
+            "{e:?}"
+        );
+
+        // File: wrong type, unknown key, syntax; the message names the file and the key.
+        for (text, needle) in [
+            ("[lwm2m]\ncoap_port = \"x\"\n", "coap_port"),
+            ("[lwm2m]\ncoap_prot = 1\n", "coap_prot"),
+            ("bind = \"not an ip\"\n", "bind"),
+            ("data_dir = \n", "test.toml"),
+        ] {
+            let e = Settings::from_toml(text, Path::new("test.toml"))
+                .err()
+                .map(|e| e.to_string())
+                .unwrap_or_default();
+            assert!(e.starts_with("config file test.toml:"), "{e}");
+            assert!(e.contains(needle), "{text:?}: {e}");
+        }
+
+        // Flags: clap refuses before we see them.
+        let cli = Cli::try_parse_from(["steward", "--coap-port", "-1"]);
+        assert!(cli.is_err());
+        let cli = Cli::try_parse_from(["steward", "--allow-unsecured=perhaps"]);
+        assert!(cli.is_err());
+
+        // Combinations.
+        let same = Settings {
+            coap_port: Some(6000),
+            coaps_port: Some(6000),
+            ..Settings::default()
+        };
+        let e = Config::resolve(&[same]).err().map(|e| e.to_string());
+        assert_eq!(
+            e.as_deref(),
+            Some("invalid configuration: coap_port and coaps_port are both 6000")
+        );
+        let both_free = Settings {
+            coap_port: Some(0),
+            coaps_port: Some(0),
+            ..Settings::default()
+        };
+        assert!(
+            Config::resolve(&[both_free]).is_ok(),
+            "0 and 0 are two free ports"
+        );
+        let empty = Settings {
+            data_dir: Some(PathBuf::new()),
+            ..Settings::default()
+        };
+        assert!(Config::resolve(&[empty]).is_err());
+    }
+
+    #[test]
+    fn unknown_steward_variables_are_reported_not_fatal() {
+        let (s, unknown) = Settings::from_env(env(&[
+            ("STEWARD_COAP_PROT", "1"),
+            ("STEWARD_CONFIG", "x.toml"),
+            ("PATH", "/bin"),
+        ]))
+        .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(s, Settings::default());
+        assert_eq!(unknown, ["STEWARD_COAP_PROT"]);
+    }
+}

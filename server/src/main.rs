@@ -1,0 +1,130 @@
+//! `steward`: the Steward server binary.
+//!
+//! ```text
+//! steward serve [--config FILE] [--bind IP] [--coap-port N] [--coaps-port N]
+//!               [--data-dir DIR] [--allow-unsecured[=BOOL]] [--default-lifetime S]
+//!               [--expiry-grace S]
+//! ```
+//!
+//! Settings come from flags, then `STEWARD_*` variables, then the TOML file, then the defaults
+//! (see `steward::config`). Logs go to stderr, filtered by `RUST_LOG` (default `info`). Once the
+//! listeners are up, one line goes to stdout:
+//! `steward: listening coap=IP:PORT coaps=IP:PORT data=DIR`. SIGINT or SIGTERM stops the server
+//! gracefully.
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use steward::config::{Config, ConfigError, ServeArgs};
+use steward::runtime;
+use tokio::signal::unix::{Signal, SignalKind, signal};
+use tracing_subscriber::EnvFilter;
+
+#[derive(Debug, Parser)]
+#[command(name = "steward", version, about = "Steward: an LwM2M server")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the LwM2M server (CoAP and CoAPs) on a data directory.
+    Serve(ServeArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+    match cli.command {
+        Command::Serve(args) => serve(&args),
+    }
+}
+
+fn serve(args: &ServeArgs) -> ExitCode {
+    let config = match load(args) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("steward: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("steward: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = rt.block_on(async {
+        // Handlers first: a signal that arrives once the "listening" line is out must find
+        // them installed, or it would kill the process without a shutdown.
+        let signals = Signals::install();
+        let server = runtime::start(&config).await?;
+        println!(
+            "steward: listening coap={} coaps={} data={}",
+            server.coap_addr(),
+            server.coaps_addr(),
+            config.data_dir.display()
+        );
+        match signals.wait().await {
+            Ok(signal) => tracing::info!(signal, "shutting down"),
+            Err(e) => tracing::error!(error = %e, "cannot wait for signals; shutting down"),
+        }
+        server.shutdown().await
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("steward: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn load(args: &ServeArgs) -> Result<Config, ConfigError> {
+    let mut vars = Vec::new();
+    for (k, v) in std::env::vars_os() {
+        let Some(k) = k.to_str() else { continue };
+        if !k.starts_with("STEWARD_") {
+            continue;
+        }
+        let v = v
+            .into_string()
+            .map_err(|_| ConfigError::EnvNotUtf8 { var: k.to_owned() })?;
+        vars.push((k.to_owned(), v));
+    }
+    let (config, unknown) = Config::load(args, vars)?;
+    for var in unknown {
+        tracing::warn!(%var, "unknown STEWARD_ environment variable ignored");
+    }
+    tracing::info!(%config, "configuration");
+    Ok(config)
+}
+
+/// SIGINT and SIGTERM, caught from the moment they are installed.
+struct Signals(std::io::Result<(Signal, Signal)>);
+
+impl Signals {
+    fn install() -> Signals {
+        Signals(
+            signal(SignalKind::terminate()).and_then(|t| Ok((t, signal(SignalKind::interrupt())?))),
+        )
+    }
+
+    /// Waits for SIGINT or SIGTERM; returns its name.
+    async fn wait(self) -> std::io::Result<&'static str> {
+        let (mut term, mut int) = self.0?;
+        tokio::select! {
+            _ = term.recv() => Ok("SIGTERM"),
+            _ = int.recv() => Ok("SIGINT"),
+        }
+    }
+}

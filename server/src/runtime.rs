@@ -1,0 +1,831 @@
+//! `steward serve` at run time: the store, the LwM2M Registration interface and the CoAP and
+//! CoAPs listeners, wired together.
+//!
+//! ```text
+//!  UDP driver ──┐  (on_event, driver task)             ┌─► Stack::respond via Commander
+//!               ├─► Router ─► Lwm2mServer (memory) ──► Job ─► writer thread ─► SledStore
+//!  DTLS driver ─┘     non-/rd: 4.04 at once            │        (put / remove, fsync)
+//!  expiry timer ─────────────► handle_timeout ─────────┘
+//! ```
+//!
+//! # Durability
+//!
+//! A Register, Update or De-register changes the in-memory registrations in the driver task
+//! (so the next request of the same client sees it), but its response is not sent there:
+//! the change goes to the writer thread as a [`Job`], the writer makes it durable in the store
+//! (`put_registrations` / `remove_registration`, which return after the fsync), and only then
+//! sends the 2.01 / 2.04 / 2.02 through the driver's [`Commander`]. Meanwhile the stack keeps
+//! the request pending: it sends an empty ACK after `separate_response_after` if the write takes
+//! that long, and the response then goes out as a separate CON. A client that saw 2.01 therefore
+//! has its registration on disk, whatever happens to the process afterwards.
+//!
+//! The writer takes every job already queued in one batch and covers their registration writes
+//! with a single fsync (application-level group commit); jobs are applied in arrival order, so
+//! an Update queued behind its Register is written after it. If a write fails, the client gets
+//! 5.00 and the endpoint's in-memory registration is put back to what the store holds.
+//!
+//! The writer is a dedicated OS thread rather than `spawn_blocking` per request: one thread
+//! keeps the writes in order without locks, and batching needs a single consumer anyway.
+//!
+//! # Restart
+//!
+//! [`start`] reads every stored registration back into the [`Lwm2mServer`] before the
+//! listeners open, so a client's Update after a restart gets 2.04, not 4.04. Registrations that
+//! expired while the server was down are expired (and removed from the store) by the first
+//! timer tick.
+//!
+//! # Security
+//!
+//! Plain CoAP registrations are refused (4.03) unless `allow_unsecured` is set. DTLS PSK keys
+//! come from the store's security infos ([`StoreCredentials`]); the endpoint name must equal
+//! the PSK identity (see `lwm2m::identity`). Certificate mode needs a CA, which `serve` does not
+//! configure yet, so every certificate handshake is refused.
+
+use std::hash::{BuildHasher, RandomState};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::mpsc as std_mpsc;
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use steward_coap::endpoint::{self, Event, Incoming};
+use steward_coap::message::{Code, Response};
+use steward_coap::stack::{Stack, StackConfig};
+use steward_dtls::{CredentialError, Credentials, DtlsConfig, DtlsError, DtlsServer, Identity};
+use steward_transport::dtls::Peers;
+use steward_transport::udp::{self, UdpConfig};
+use steward_transport::{Commander, Handle};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::config::Config;
+use crate::lwm2m::registration::is_registration_path;
+use crate::lwm2m::{DomainEvent, Lwm2mServer, Peer, ServerConfig};
+use crate::registry::{PeerIdentity, Registration};
+use crate::store::{Credential, SledStore, Store, StoreError};
+
+/// Jobs the writer takes in one batch (one fsync) at most.
+const MAX_BATCH: usize = 512;
+/// The expiry timer looks at least this often (a new registration may expire earlier than the
+/// deadline it was sleeping towards).
+const EXPIRY_TICK: Duration = Duration::from_secs(1);
+/// How long the writer waits for a driver's commander to be installed (it is, right after the
+/// driver is spawned; this only covers a request answered before that line ran).
+const COMMANDER_WAIT: Duration = Duration::from_secs(2);
+
+type CoapStack = Stack<SocketAddr>;
+type Shared = Arc<Mutex<Lwm2mServer>>;
+
+/// Why the server could not start or stop cleanly.
+#[derive(Debug, thiserror::Error)]
+pub enum RuntimeError {
+    #[error("cannot open the store in {}: {source}", path.display())]
+    OpenStore { path: PathBuf, source: StoreError },
+    #[error("cannot read the stored registrations: {0}")]
+    ReadStore(StoreError),
+    #[error("cannot listen for CoAP on {addr}: {source}")]
+    BindCoap {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("cannot listen for CoAPs on {addr}: {source}")]
+    BindCoaps { addr: SocketAddr, source: DtlsError },
+    #[error("cannot start the store writer: {0}")]
+    Writer(std::io::Error),
+    #[error("{0} failed")]
+    Task(&'static str),
+    #[error("cannot flush the store at shutdown: {0}")]
+    Flush(StoreError),
+}
+
+/// A running server; stop it with [`RunningServer::shutdown`] (dropping it stops the listeners
+/// too, without waiting).
+pub struct RunningServer {
+    coap: SocketAddr,
+    coaps: SocketAddr,
+    store: Arc<SledStore>,
+    lwm2m: Shared,
+    udp: Option<(Handle<CoapStack>, JoinHandle<CoapStack>)>,
+    dtls: Option<(Handle<CoapStack>, JoinHandle<CoapStack>)>,
+    expiry: Option<(watch::Sender<bool>, JoinHandle<()>)>,
+    writer: Option<std::thread::JoinHandle<()>>,
+    restored: usize,
+}
+
+/// Opens the store, restores the registrations, and starts the listeners, the expiry timer and
+/// the store writer. Must run inside a tokio runtime.
+pub async fn start(config: &Config) -> Result<RunningServer, RuntimeError> {
+    let dir = config.data_dir.clone();
+    let opened = tokio::task::spawn_blocking(move || {
+        let store = SledStore::open(&dir).map_err(|source| RuntimeError::OpenStore {
+            path: dir.clone(),
+            source,
+        })?;
+        let stored = store.registrations().map_err(RuntimeError::ReadStore)?;
+        Ok::<_, RuntimeError>((store, stored))
+    })
+    .await
+    .map_err(|_| RuntimeError::Task("opening the store"))??;
+    let (store, stored) = opened;
+    let store = Arc::new(store);
+
+    let mut server = Lwm2mServer::new(ServerConfig {
+        allow_unsecured: config.allow_unsecured,
+        default_lifetime: config.default_lifetime,
+        expiry_grace_ms: config.expiry_grace_secs.saturating_mul(1000),
+        id_seed: random_seed(),
+    });
+    let restored = stored.len();
+    for issue in server.restore(stored) {
+        tracing::warn!(
+            endpoint = %issue.endpoint,
+            id = %issue.id,
+            problem = %issue.problem,
+            "stored registration restored with a problem"
+        );
+    }
+    tracing::info!(
+        restored,
+        data_dir = %config.data_dir.display(),
+        "registrations restored from the store"
+    );
+    let lwm2m: Shared = Arc::new(Mutex::new(server));
+
+    let (jobs, jobs_rx) = std_mpsc::channel::<Job>();
+    let writer = {
+        let store = Arc::clone(&store);
+        let lwm2m = Arc::clone(&lwm2m);
+        std::thread::Builder::new()
+            .name("steward-store".into())
+            .spawn(move || write_jobs(&*store, &lwm2m, &jobs_rx))
+            .map_err(RuntimeError::Writer)?
+    };
+
+    // Plain CoAP.
+    let addr = config.coap_addr();
+    let (socket, _) = udp::bind(&UdpConfig {
+        bind: addr,
+        ..UdpConfig::default()
+    })
+    .map_err(|source| RuntimeError::BindCoap { addr, source })?;
+    let router = Router::new(Arc::clone(&lwm2m), jobs.clone(), "coap");
+    let responder = router.responder.clone();
+    let (handle, task) = udp::spawn(socket, Stack::new(stack_config()), move |stack, now, ev| {
+        router.route(stack, now, ev, Some(PeerIdentity::Unsecured));
+    })
+    .map_err(|source| RuntimeError::BindCoap { addr, source })?;
+    responder.install(handle.commander());
+    let coap = handle.local;
+    let udp = (handle, task);
+
+    // CoAP over DTLS.
+    let addr = config.coaps_addr();
+    let credentials = Arc::new(StoreCredentials::new(Arc::clone(&store) as Arc<dyn Store>));
+    let (dtls_server, inbound) = DtlsServer::bind(DtlsConfig::new(addr), credentials)
+        .map_err(|source| RuntimeError::BindCoaps { addr, source })?;
+    let router = Router::new(Arc::clone(&lwm2m), jobs.clone(), "coaps");
+    let responder = router.responder.clone();
+    let (handle, task) = steward_transport::dtls::spawn(
+        dtls_server,
+        inbound,
+        Stack::new(stack_config()),
+        move |stack, now, ev, peers: &Peers| {
+            let identity = match &ev {
+                Event::Request { id, .. } => peers
+                    .identity(id.peer())
+                    .and_then(|identity| peer_identity(identity)),
+                _ => None,
+            };
+            router.route(stack, now, ev, identity);
+        },
+    );
+    responder.install(handle.commander());
+    let coaps = handle.local;
+    let dtls = (handle, task);
+
+    let (stop, stopped) = watch::channel(false);
+    let expiry = tokio::spawn(expire(Arc::clone(&lwm2m), jobs, stopped));
+
+    tracing::info!(%coap, %coaps, allow_unsecured = config.allow_unsecured, "steward serving");
+    Ok(RunningServer {
+        coap,
+        coaps,
+        store,
+        lwm2m,
+        udp: Some(udp),
+        dtls: Some(dtls),
+        expiry: Some((stop, expiry)),
+        writer: Some(writer),
+        restored,
+    })
+}
+
+impl RunningServer {
+    /// Where plain CoAP listens (the bound port when the configured one was 0).
+    pub fn coap_addr(&self) -> SocketAddr {
+        self.coap
+    }
+
+    /// Where CoAPs (DTLS) listens.
+    pub fn coaps_addr(&self) -> SocketAddr {
+        self.coaps
+    }
+
+    /// The store, for tests and tools (provisioning PSKs, reading registrations).
+    pub fn store(&self) -> Arc<dyn Store> {
+        Arc::clone(&self.store) as Arc<dyn Store>
+    }
+
+    /// How many registrations were read back from the store at start.
+    pub fn restored(&self) -> usize {
+        self.restored
+    }
+
+    /// The registration the server holds in memory for an endpoint.
+    pub fn registration(&self, endpoint: &str) -> Option<Registration> {
+        lock(&self.lwm2m)
+            .registrations()
+            .by_endpoint(endpoint)
+            .map(|c| c.registration.clone())
+    }
+
+    /// How many registrations the server holds in memory.
+    pub fn registration_count(&self) -> usize {
+        lock(&self.lwm2m).registrations().len()
+    }
+
+    /// Stops the listeners and the timer, lets the writer finish the writes already queued
+    /// (their responses are not sent any more), and flushes the store.
+    pub async fn shutdown(mut self) -> Result<(), RuntimeError> {
+        let mut failed = None;
+        for (name, driver) in [("coap", self.udp.take()), ("coaps", self.dtls.take())] {
+            if let Some((handle, task)) = driver {
+                handle.shutdown();
+                if task.await.is_err() {
+                    tracing::error!(listener = name, "listener task failed");
+                    failed = Some(RuntimeError::Task("a listener"));
+                }
+            }
+        }
+        if let Some((stop, task)) = self.expiry.take() {
+            let _ = stop.send(true);
+            if task.await.is_err() {
+                failed = Some(RuntimeError::Task("the expiry timer"));
+            }
+        }
+        // Every job sender lived in the listeners and the timer, which are gone: the writer
+        // drains what is queued and ends.
+        if let Some(writer) = self.writer.take() {
+            let joined = tokio::task::spawn_blocking(move || writer.join()).await;
+            if !matches!(joined, Ok(Ok(()))) {
+                failed = Some(RuntimeError::Task("the store writer"));
+            }
+        }
+        let store = Arc::clone(&self.store);
+        let flushed = tokio::task::spawn_blocking(move || store.flush())
+            .await
+            .map_err(|_| RuntimeError::Task("the final flush"))?;
+        flushed.map_err(RuntimeError::Flush)?;
+        tracing::info!("steward stopped");
+        failed.map_or(Ok(()), Err)
+    }
+}
+
+/// DTLS credentials from the store: PSK keys by identity ([`Store::security_by_psk_identity`]).
+/// Certificates are refused until a CA is configured.
+pub struct StoreCredentials {
+    store: Arc<dyn Store>,
+}
+
+impl StoreCredentials {
+    pub fn new(store: Arc<dyn Store>) -> StoreCredentials {
+        StoreCredentials { store }
+    }
+}
+
+impl Credentials for StoreCredentials {
+    fn psk(&self, identity: &[u8]) -> Option<Vec<u8>> {
+        match self.store.security_by_psk_identity(identity) {
+            Ok(Some(info)) => match info.credential {
+                Credential::Psk { key, .. } => Some(key),
+                _ => None,
+            },
+            Ok(None) => {
+                tracing::debug!(
+                    identity = %String::from_utf8_lossy(identity),
+                    "DTLS handshake with an unknown PSK identity"
+                );
+                None
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "PSK lookup in the store failed");
+                None
+            }
+        }
+    }
+
+    fn verify_client_chain(&self, _chain: &[Vec<u8>]) -> Result<Identity, CredentialError> {
+        Err(CredentialError::CertificatesNotConfigured)
+    }
+}
+
+/// A registration change waiting to be made durable, with the response that acknowledges it.
+struct Job {
+    events: Vec<DomainEvent>,
+    reply: Option<PendingReply>,
+}
+
+struct PendingReply {
+    to: Incoming<SocketAddr>,
+    response: Response,
+    responder: Responder,
+}
+
+/// Sends responses through a driver from outside its task.
+#[derive(Clone, Default)]
+struct Responder(Arc<OnceLock<Commander<CoapStack>>>);
+
+impl Responder {
+    fn install(&self, commander: Commander<CoapStack>) {
+        let _ = self.0.set(commander);
+    }
+
+    fn send(&self, to: Incoming<SocketAddr>, response: Response) {
+        let deadline = Instant::now() + COMMANDER_WAIT;
+        let commander = loop {
+            match self.0.get() {
+                Some(c) => break c,
+                None if Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(2));
+                }
+                None => {
+                    tracing::warn!(peer = %to.peer(), "listener not ready: response dropped");
+                    return;
+                }
+            }
+        };
+        let peer = to.peer();
+        let sent = commander.command(move |stack, now| {
+            if let Err(e) = stack.respond(now, to, response) {
+                tracing::debug!(%peer, error = %e, "response not sent");
+            }
+        });
+        if !sent {
+            tracing::debug!(%peer, "listener stopped: response dropped");
+        }
+    }
+}
+
+/// Routes a listener's events: `/rd` to the Registration interface, everything else 4.04.
+struct Router {
+    lwm2m: Shared,
+    jobs: std_mpsc::Sender<Job>,
+    responder: Responder,
+    transport: &'static str,
+}
+
+impl Router {
+    fn new(lwm2m: Shared, jobs: std_mpsc::Sender<Job>, transport: &'static str) -> Router {
+        Router {
+            lwm2m,
+            jobs,
+            responder: Responder::default(),
+            transport,
+        }
+    }
+
+    /// `identity` is the peer's authenticated identity (`Unsecured` on plain CoAP; `None` when
+    /// a DTLS session has no usable one).
+    fn route(
+        &self,
+        stack: &mut CoapStack,
+        now: Instant,
+        event: Event<SocketAddr>,
+        identity: Option<PeerIdentity>,
+    ) {
+        let (id, request) = match event {
+            Event::Request { id, request } => (id, request),
+            // Responses to requests of ours: the server sends none yet.
+            other => {
+                tracing::trace!(event = ?other, "event ignored");
+                return;
+            }
+        };
+        let peer = id.peer();
+        if !is_registration_path(&request) {
+            tracing::debug!(
+                %peer,
+                transport = self.transport,
+                method = ?request.method,
+                path = %request.path_string(),
+                "no such resource: 4.04"
+            );
+            respond(stack, now, id, Response::new(Code::NOT_FOUND));
+            return;
+        }
+        let Some(identity) = identity else {
+            tracing::warn!(%peer, "DTLS session without a usable identity: 4.01");
+            respond(stack, now, id, Response::new(Code::UNAUTHORIZED));
+            return;
+        };
+        let who = Peer {
+            address: peer.to_string(),
+            identity,
+        };
+        let (response, events) = lock(&self.lwm2m).handle_request(unix_ms(), &who, &request);
+        if events.is_empty() {
+            // Refused: nothing changed, nothing to make durable.
+            tracing::debug!(
+                %peer,
+                transport = self.transport,
+                code = %response.code,
+                reason = %String::from_utf8_lossy(&response.payload),
+                "registration request refused"
+            );
+            respond(stack, now, id, response);
+            return;
+        }
+        for event in &events {
+            log_event(event, self.transport);
+        }
+        let job = Job {
+            events,
+            reply: Some(PendingReply {
+                to: id,
+                response,
+                responder: self.responder.clone(),
+            }),
+        };
+        if self.jobs.send(job).is_err() {
+            // The writer is gone (shutting down): the change cannot be made durable, so it is
+            // not acknowledged.
+            tracing::warn!(%peer, "store writer stopped: 5.03");
+            respond(stack, now, id, Response::new(Code::SERVICE_UNAVAILABLE));
+        }
+    }
+}
+
+fn respond(stack: &mut CoapStack, now: Instant, id: Incoming<SocketAddr>, response: Response) {
+    if let Err(e) = stack.respond(now, id, response) {
+        tracing::debug!(peer = %id.peer(), error = %e, "response not sent");
+    }
+}
+
+fn log_event(event: &DomainEvent, transport: &str) {
+    match event {
+        DomainEvent::Registered {
+            registration,
+            replaced,
+        } => tracing::debug!(
+            endpoint = %registration.endpoint,
+            id = %registration.id,
+            transport,
+            replaced = replaced.is_some(),
+            "register"
+        ),
+        DomainEvent::Updated { current, .. } => {
+            tracing::debug!(endpoint = %current.endpoint, id = %current.id, "update");
+        }
+        DomainEvent::Deregistered { registration } => {
+            tracing::debug!(endpoint = %registration.endpoint, id = %registration.id, "de-register");
+        }
+        DomainEvent::Expired { registration } => {
+            tracing::info!(endpoint = %registration.endpoint, id = %registration.id, "expired");
+        }
+    }
+}
+
+/// The writer thread: makes jobs durable in order, then sends their responses.
+fn write_jobs(store: &dyn Store, lwm2m: &Mutex<Lwm2mServer>, jobs: &std_mpsc::Receiver<Job>) {
+    while let Ok(first) = jobs.recv() {
+        let mut batch = vec![first];
+        while batch.len() < MAX_BATCH {
+            match jobs.try_recv() {
+                Ok(job) => batch.push(job),
+                Err(_) => break,
+            }
+        }
+        let outcomes = persist(store, &batch);
+        for (job, outcome) in batch.into_iter().zip(outcomes) {
+            match outcome {
+                Ok(()) => {
+                    if let Some(r) = job.reply {
+                        r.responder.send(r.to, r.response);
+                    }
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "store write failed: change not acknowledged");
+                    for endpoint in endpoints(&job.events) {
+                        let stored = store.registration(endpoint).unwrap_or_else(|e| {
+                            tracing::warn!(%endpoint, error = %e, "store read failed");
+                            None
+                        });
+                        lock(lwm2m).reconcile(endpoint, stored);
+                    }
+                    if let Some(r) = job.reply {
+                        let response = Response::new(Code::INTERNAL_SERVER_ERROR)
+                            .with_diagnostic("the registration could not be stored");
+                        r.responder.send(r.to, response);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Applies the jobs' changes in order: consecutive registration writes as one batch (one
+/// fsync), removals one by one. One outcome per job.
+fn persist(store: &dyn Store, jobs: &[Job]) -> Vec<Result<(), String>> {
+    let mut outcomes: Vec<Result<(), String>> = jobs.iter().map(|_| Ok(())).collect();
+    let mut puts: Vec<(usize, Registration)> = Vec::new();
+    for (i, job) in jobs.iter().enumerate() {
+        for event in &job.events {
+            match event {
+                DomainEvent::Registered { registration, .. }
+                | DomainEvent::Updated {
+                    current: registration,
+                    ..
+                } => puts.push((i, registration.clone())),
+                DomainEvent::Deregistered { registration }
+                | DomainEvent::Expired { registration } => {
+                    put_all(store, &mut puts, &mut outcomes);
+                    if let Err(e) = remove(store, registration) {
+                        fail(&mut outcomes, i, e.to_string());
+                    }
+                }
+            }
+        }
+    }
+    put_all(store, &mut puts, &mut outcomes);
+    outcomes
+}
+
+fn put_all(
+    store: &dyn Store,
+    puts: &mut Vec<(usize, Registration)>,
+    outcomes: &mut [Result<(), String>],
+) {
+    if puts.is_empty() {
+        return;
+    }
+    let (owners, regs): (Vec<usize>, Vec<Registration>) = std::mem::take(puts).into_iter().unzip();
+    match store.put_registrations(&regs) {
+        Ok(each) => {
+            for (i, result) in owners.into_iter().zip(each) {
+                if let Err(e) = result {
+                    fail(outcomes, i, e.to_string());
+                }
+            }
+        }
+        Err(e) => {
+            let message = e.to_string();
+            for i in owners {
+                fail(outcomes, i, message.clone());
+            }
+        }
+    }
+}
+
+/// Removes a registration if the store still holds that one (not a newer registration of the
+/// same endpoint).
+fn remove(store: &dyn Store, registration: &Registration) -> Result<(), StoreError> {
+    match store.registration(&registration.endpoint)? {
+        Some(stored) if stored.id == registration.id => {
+            store.remove_registration(&registration.endpoint)?;
+            Ok(())
+        }
+        _ => Ok(()),
+    }
+}
+
+fn fail(outcomes: &mut [Result<(), String>], i: usize, message: String) {
+    if let Some(o) = outcomes.get_mut(i)
+        && o.is_ok()
+    {
+        *o = Err(message);
+    }
+}
+
+fn endpoints(events: &[DomainEvent]) -> Vec<&str> {
+    let mut out: Vec<&str> = events
+        .iter()
+        .map(|e| match e {
+            DomainEvent::Registered { registration, .. }
+            | DomainEvent::Deregistered { registration }
+            | DomainEvent::Expired { registration } => registration.endpoint.as_str(),
+            DomainEvent::Updated { current, .. } => current.endpoint.as_str(),
+        })
+        .collect();
+    out.dedup();
+    out
+}
+
+/// The expiry timer: expires registrations when their deadline passes and has them removed
+/// from the store.
+async fn expire(lwm2m: Shared, jobs: std_mpsc::Sender<Job>, mut stop: watch::Receiver<bool>) {
+    loop {
+        let next = lock(&lwm2m).poll_timeout();
+        let wait = next.map_or(EXPIRY_TICK, |at| {
+            Duration::from_millis(at.saturating_sub(unix_ms())).min(EXPIRY_TICK)
+        });
+        tokio::select! {
+            () = tokio::time::sleep(wait) => {}
+            _ = stop.changed() => return,
+        }
+        let events = lock(&lwm2m).handle_timeout(unix_ms());
+        if events.is_empty() {
+            continue;
+        }
+        for event in &events {
+            log_event(event, "timer");
+        }
+        if jobs
+            .send(Job {
+                events,
+                reply: None,
+            })
+            .is_err()
+        {
+            return;
+        }
+    }
+}
+
+fn peer_identity(identity: &Identity) -> Option<PeerIdentity> {
+    match identity {
+        Identity::Psk { identity } => Some(PeerIdentity::Psk(identity.clone())),
+        Identity::X509 {
+            common_name: Some(cn),
+            ..
+        } => Some(PeerIdentity::X509 {
+            common_name: cn.clone(),
+        }),
+        Identity::X509 {
+            common_name: None, ..
+        } => None,
+    }
+}
+
+fn stack_config() -> StackConfig {
+    StackConfig {
+        endpoint: endpoint::Config {
+            seed: random_seed(),
+            ..endpoint::Config::default()
+        },
+        ..StackConfig::default()
+    }
+}
+
+/// A seed from the process's hash randomness (no RNG crate needed for non-secret IDs).
+fn random_seed() -> u64 {
+    RandomState::new().hash_one(SystemTime::now())
+}
+
+fn unix_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+fn lock(m: &Mutex<Lwm2mServer>) -> MutexGuard<'_, Lwm2mServer> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::registry::Lwm2mVersion;
+    use crate::store::SecurityInfo;
+
+    fn temp_store(name: &str) -> (PathBuf, Arc<SledStore>) {
+        let dir = std::env::temp_dir().join(format!(
+            "steward-runtime-{name}-{}-{}",
+            std::process::id(),
+            random_seed()
+        ));
+        let store = SledStore::open(&dir).unwrap_or_else(|e| panic!("{e}"));
+        (dir, Arc::new(store))
+    }
+
+    fn reg(endpoint: &str, id: &str) -> Registration {
+        Registration {
+            id: id.into(),
+            endpoint: endpoint.into(),
+            version: Lwm2mVersion::V1_1,
+            lifetime: 60,
+            binding: "U".into(),
+            queue_mode: false,
+            sms: None,
+            object_links: "</1/0>,</3/0>".into(),
+            address: "127.0.0.1:1".into(),
+            identity: PeerIdentity::Unsecured,
+            registered_at_ms: 1_000,
+            last_update_ms: 1_000,
+        }
+    }
+
+    fn job(events: Vec<DomainEvent>) -> Job {
+        Job {
+            events,
+            reply: None,
+        }
+    }
+
+    #[test]
+    fn store_credentials_answer_psk_identities() {
+        let (dir, store) = temp_store("psk");
+        store
+            .put_security(&SecurityInfo {
+                endpoint: "dev".into(),
+                credential: Credential::Psk {
+                    identity: b"dev".to_vec(),
+                    key: vec![1, 2, 3],
+                },
+            })
+            .unwrap_or_else(|e| panic!("{e}"));
+        let creds = StoreCredentials::new(Arc::clone(&store) as Arc<dyn Store>);
+        assert_eq!(creds.psk(b"dev"), Some(vec![1, 2, 3]));
+        assert_eq!(creds.psk(b"other"), None);
+        assert_eq!(
+            creds.verify_client_chain(&[]),
+            Err(CredentialError::CertificatesNotConfigured)
+        );
+        drop((creds, store));
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn persist_applies_jobs_in_order() {
+        let (dir, store) = temp_store("persist");
+        let a1 = reg("a", "id-a1");
+        let mut a1_updated = a1.clone();
+        a1_updated.lifetime = 120;
+        let b = reg("b", "id-b");
+        let a2 = reg("a", "id-a2");
+        let jobs = vec![
+            job(vec![DomainEvent::Registered {
+                registration: a1.clone(),
+                replaced: None,
+            }]),
+            job(vec![DomainEvent::Updated {
+                previous: a1.clone(),
+                current: a1_updated.clone(),
+            }]),
+            job(vec![DomainEvent::Registered {
+                registration: b.clone(),
+                replaced: None,
+            }]),
+            // Removing b flushes the writes before it.
+            job(vec![DomainEvent::Deregistered {
+                registration: b.clone(),
+            }]),
+            job(vec![DomainEvent::Registered {
+                registration: a2.clone(),
+                replaced: Some(a1_updated.clone()),
+            }]),
+            // A stale expiry of a1 must not remove a2.
+            job(vec![DomainEvent::Expired {
+                registration: a1_updated,
+            }]),
+        ];
+        let outcomes = persist(&*store, &jobs);
+        assert!(outcomes.iter().all(Result::is_ok), "{outcomes:?}");
+        let stored = store.registrations().unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(stored, vec![a2]);
+        assert!(store.verify().is_ok());
+        drop(store);
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn a_failed_write_fails_only_its_job() {
+        let (dir, store) = temp_store("conflict");
+        // b claims a's registration ID: the store refuses it as a conflict.
+        let a = reg("a", "same-id");
+        let b = reg("b", "same-id");
+        let jobs = vec![
+            job(vec![DomainEvent::Registered {
+                registration: a.clone(),
+                replaced: None,
+            }]),
+            job(vec![DomainEvent::Registered {
+                registration: b,
+                replaced: None,
+            }]),
+        ];
+        let outcomes = persist(&*store, &jobs);
+        assert!(outcomes[0].is_ok());
+        assert!(
+            outcomes[1]
+                .as_ref()
+                .is_err_and(|e| e.contains("belongs to endpoint")),
+            "{outcomes:?}"
+        );
+        assert_eq!(
+            store.registrations().unwrap_or_else(|e| panic!("{e}")),
+            vec![a]
+        );
+        drop(store);
+        let _ = std::fs::remove_dir_all(dir);
+    }
+}
