@@ -2,11 +2,16 @@
 //!
 //! ```text
 //! steward-client --server 127.0.0.1:5683 --endpoint NAME --lwm2m 1.1 [--count N]
+//! steward-client fleet --server 127.0.0.1:5683 --count 100000 --rate 5000 --lifetime 300 \
+//!     [--duration S] [--deregister]
+//! steward-client bench [--count 100000] [--steward target/release/steward]
 //! ```
 //!
-//! Registers N devices (one socket each: a server addresses a device by its source address),
-//! keeps them registered, answers the server's requests, prints progress, and deregisters on
-//! Ctrl-C.
+//! Without a subcommand: registers N devices (one socket and one task each: a server addresses
+//! a device by its source address), keeps them registered, answers the server's requests,
+//! prints progress, and deregisters on Ctrl-C. `fleet` runs many devices on a few worker tasks
+//! (see `steward_client::fleet`) with a progress bar and a latency summary; `bench` measures
+//! a `steward serve` child process (see `bench.rs`).
 
 use std::collections::hash_map::DefaultHasher;
 use std::hash::{Hash, Hasher};
@@ -16,7 +21,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use clap::Parser;
+mod bench;
+mod fleet_cmd;
+
+use clap::{Parser, Subcommand};
 use steward_client::registration::RegistrationEvent;
 use steward_client::{Client, DeviceConfig, DeviceEvent};
 use steward_coap::endpoint::Config;
@@ -26,7 +34,27 @@ use steward_transport::Handle;
 use steward_transport::udp::{self, UdpConfig};
 
 #[derive(Debug, Parser)]
-#[command(version, about = "Simulated LwM2M devices for Steward")]
+#[command(
+    version,
+    about = "Simulated LwM2M devices for Steward",
+    args_conflicts_with_subcommands = true
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    #[command(flatten)]
+    single: Args,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Many devices from one process: ramp-up, progress bar, latency summary.
+    Fleet(fleet_cmd::FleetArgs),
+    /// Benchmarks against a `steward serve` child process and an in-process observer.
+    Bench(bench::BenchArgs),
+}
+
+#[derive(Debug, clap::Args)]
 struct Args {
     /// LwM2M server address.
     #[arg(long, default_value = "127.0.0.1:5683")]
@@ -48,7 +76,7 @@ struct Args {
     queue: bool,
 }
 
-fn parse_version(s: &str) -> Result<Version, String> {
+pub(crate) fn parse_version(s: &str) -> Result<Version, String> {
     match s.parse::<Version>() {
         Ok(v) if [Version::V1_0, Version::V1_1, Version::V1_2].contains(&v) => Ok(v),
         Ok(v) => Err(format!("LwM2M {v} is not simulated (1.0, 1.1, 1.2)")),
@@ -65,7 +93,7 @@ struct Progress {
 }
 
 fn main() -> ExitCode {
-    let args = Args::parse();
+    let cli = Cli::parse();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -76,7 +104,16 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(run(args)) {
+    let outcome = match cli.command {
+        None => runtime.block_on(run(cli.single)).map_err(|e| e.to_string()),
+        Some(Command::Fleet(args)) => runtime
+            .block_on(fleet_cmd::run(args))
+            .map_err(|e| e.to_string()),
+        Some(Command::Bench(args)) => runtime
+            .block_on(bench::run(args))
+            .map_err(|e| e.to_string()),
+    };
+    match outcome {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("steward-client: {e}");

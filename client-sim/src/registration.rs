@@ -92,8 +92,9 @@ pub enum RegistrationEvent {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Exchange(u64);
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Kind {
+/// Which registration request is in flight ([`Registration::in_flight`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum RequestKind {
     Register,
     Update,
     Deregister,
@@ -113,9 +114,9 @@ pub struct Registration {
     config: RegistrationConfig,
     state: State,
     /// The request in flight.
-    in_flight: Option<(Exchange, Kind)>,
+    in_flight: Option<(Exchange, RequestKind)>,
     /// A request decided on but not handed out yet.
-    queued: Option<Kind>,
+    queued: Option<RequestKind>,
     next_exchange: u64,
     /// When the next periodic Update is due (registered only).
     update_at: Option<Instant>,
@@ -158,6 +159,11 @@ impl Registration {
         }
     }
 
+    /// The request handed out and not answered yet: a load generator times it from here.
+    pub fn in_flight(&self) -> Option<RequestKind> {
+        self.in_flight.map(|(_, kind)| kind)
+    }
+
     pub fn is_registered(&self) -> bool {
         matches!(self.state, State::Registered { .. })
     }
@@ -168,7 +174,7 @@ impl Registration {
         self.deregister_wanted = false;
         self.update_at = None;
         self.state = State::Registering;
-        self.queued = Some(Kind::Register);
+        self.queued = Some(RequestKind::Register);
         // A reply to an older request must not be taken for the answer to this one.
         self.in_flight = None;
     }
@@ -176,7 +182,7 @@ impl Registration {
     /// Sends an Update now (Registration Update Trigger) if registered.
     pub fn trigger_update(&mut self) {
         if self.is_registered() && self.queued.is_none() {
-            self.queued = Some(Kind::Update);
+            self.queued = Some(RequestKind::Update);
         }
     }
 
@@ -211,7 +217,7 @@ impl Registration {
     pub fn deregister(&mut self) {
         match self.state {
             State::Registered { .. } if self.in_flight.is_none() => {
-                self.queued = Some(Kind::Deregister);
+                self.queued = Some(RequestKind::Deregister);
             }
             State::Registered { .. } | State::Registering => self.deregister_wanted = true,
             State::Idle | State::Deregistering => {}
@@ -230,12 +236,12 @@ impl Registration {
         }
         let kind = self.queued.take()?;
         let request = match (kind, &self.state) {
-            (Kind::Register, _) => self.register_request(),
-            (Kind::Update, State::Registered { location }) => {
+            (RequestKind::Register, _) => self.register_request(),
+            (RequestKind::Update, State::Registered { location }) => {
                 let location = location.clone();
                 self.update_request(&location)
             }
-            (Kind::Deregister, State::Registered { location }) => {
+            (RequestKind::Deregister, State::Registered { location }) => {
                 let location = location.clone();
                 self.state = State::Deregistering;
                 Request::new(Method::Delete).with_path(&location)
@@ -255,7 +261,7 @@ impl Registration {
             return;
         };
         match kind {
-            Kind::Register => match location_of(response) {
+            RequestKind::Register => match location_of(response) {
                 Some(location) if response.code == Code::CREATED => {
                     self.failures = 0;
                     self.changes = Changes::default();
@@ -267,25 +273,25 @@ impl Registration {
                         .push_back(RegistrationEvent::Registered { location });
                     if self.deregister_wanted {
                         self.deregister_wanted = false;
-                        self.queued = Some(Kind::Deregister);
+                        self.queued = Some(RequestKind::Deregister);
                     }
                 }
                 // A 2.01 without Location-Path cannot be updated or deleted: a failure too.
                 _ => self.register_failed(now, Some(response.code)),
             },
-            Kind::Update if response.code == Code::CHANGED => {
+            RequestKind::Update if response.code == Code::CHANGED => {
                 self.failures = 0;
                 self.changes = Changes::default();
                 self.schedule_update(now);
                 self.events.push_back(RegistrationEvent::Updated);
                 if self.deregister_wanted {
                     self.deregister_wanted = false;
-                    self.queued = Some(Kind::Deregister);
+                    self.queued = Some(RequestKind::Deregister);
                 }
             }
-            Kind::Update => self.update_failed(Some(response.code)),
+            RequestKind::Update => self.update_failed(Some(response.code)),
             // 2.02, or an error: either way the server holds nothing we still use.
-            Kind::Deregister => self.deregistered(),
+            RequestKind::Deregister => self.deregistered(),
         }
     }
 
@@ -295,9 +301,9 @@ impl Registration {
             return;
         };
         match kind {
-            Kind::Register => self.register_failed(now, None),
-            Kind::Update => self.update_failed(None),
-            Kind::Deregister => self.deregistered(),
+            RequestKind::Register => self.register_failed(now, None),
+            RequestKind::Update => self.update_failed(None),
+            RequestKind::Deregister => self.deregistered(),
         }
     }
 
@@ -321,7 +327,7 @@ impl Registration {
                     && self.queued.is_none() =>
             {
                 self.update_at = None;
-                self.queued = Some(Kind::Update);
+                self.queued = Some(RequestKind::Update);
             }
             _ => {}
         }
@@ -331,7 +337,7 @@ impl Registration {
         self.events.pop_front()
     }
 
-    fn take_in_flight(&mut self, exchange: Exchange) -> Option<Kind> {
+    fn take_in_flight(&mut self, exchange: Exchange) -> Option<RequestKind> {
         match self.in_flight {
             Some((e, kind)) if e == exchange => {
                 self.in_flight = None;
