@@ -10,8 +10,12 @@
 //! - [`store`]: the durable store: the [`store::Store`] trait and its sled implementation.
 //! - [`config`]: the configuration of `steward serve` (defaults, TOML file, env, flags).
 //! - [`runtime`]: `steward serve` at run time: store, listeners, durability, expiry.
+//! - [`devices`]: [`devices::Devices`], the running server's device-management handle.
+//! - [`demo`]: `steward demo`, a server and simulated devices driven through every operation.
 
 pub mod config;
+pub mod demo;
+pub mod devices;
 pub mod dm;
 pub mod lwm2m;
 pub mod observation;

@@ -4,6 +4,7 @@
 //! steward serve [--config FILE] [--bind IP] [--coap-port N] [--coaps-port N]
 //!               [--data-dir DIR] [--allow-unsecured[=BOOL]] [--default-lifetime S]
 //!               [--expiry-grace S]
+//! steward demo  [--data-dir DIR] [--devices N] [--coap-port N] [--coaps-port N]
 //! ```
 //!
 //! Settings come from flags, then `STEWARD_*` variables, then the TOML file, then the defaults
@@ -11,11 +12,16 @@
 //! listeners are up, one line goes to stdout:
 //! `steward: listening coap=IP:PORT coaps=IP:PORT data=DIR`. SIGINT or SIGTERM stops the server
 //! gracefully.
+//!
+//! `steward demo` runs a server and simulated devices in-process (see `steward::demo`), prints a
+//! line per step and a summary, and exits 0 only if every step passed. Its logs default to
+//! `warn` so they do not drown the steps.
 
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use steward::config::{Config, ConfigError, ServeArgs};
+use steward::demo::{self, DemoArgs, DemoOptions};
 use steward::runtime;
 use tokio::signal::unix::{Signal, SignalKind, signal};
 use tracing_subscriber::EnvFilter;
@@ -31,17 +37,48 @@ struct Cli {
 enum Command {
     /// Run the LwM2M server (CoAP and CoAPs) on a data directory.
     Serve(ServeArgs),
+    /// Start a server and simulated devices, run every operation once, print a summary.
+    Demo(DemoArgs),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let default_level = match cli.command {
+        Command::Serve(_) => "info",
+        Command::Demo(_) => "warn",
+    };
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_level));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .init();
     match cli.command {
         Command::Serve(args) => serve(&args),
+        Command::Demo(args) => run_demo(&args),
+    }
+}
+
+fn run_demo(args: &DemoArgs) -> ExitCode {
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("steward: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let options = DemoOptions::from(args);
+    let mut out = std::io::stdout();
+    match rt.block_on(demo::run(&options, &mut out)) {
+        Ok(summary) if summary.passed() => ExitCode::SUCCESS,
+        Ok(_) => ExitCode::FAILURE,
+        Err(e) => {
+            eprintln!("steward demo: {e}");
+            ExitCode::from(2)
+        }
     }
 }
 

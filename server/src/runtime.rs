@@ -8,6 +8,12 @@
 //!  expiry timer ─────────────► handle_timeout ─────────┘
 //! ```
 //!
+//! Device management ([`Devices`], from [`RunningServer::devices`]) rides on the same drivers:
+//! `POST /dp` (Send) and the answers to our requests are routed to the hub in `devices`, the
+//! writer tells it about registration changes once they are durable (so a queue-mode device's
+//! requests go out after its Update is stored and acknowledged), and a timer task drives the
+//! service's deadlines. See the `devices` module docs.
+//!
 //! # Durability
 //!
 //! A Register, Update or De-register changes the in-memory registrations in the driver task
@@ -52,6 +58,7 @@ use steward_coap::endpoint::{self, Event, Incoming};
 use steward_coap::message::{Code, Response};
 use steward_coap::stack::{Stack, StackConfig};
 use steward_dtls::{CredentialError, Credentials, DtlsConfig, DtlsError, DtlsServer, Identity};
+use steward_objects::ModelRegistry;
 use steward_transport::dtls::Peers;
 use steward_transport::udp::{self, UdpConfig};
 use steward_transport::{Commander, Handle};
@@ -59,6 +66,8 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::config::Config;
+use crate::devices::{Devices, Hub, ObservationChange, Transport};
+use crate::dm::{DeviceRequests, DmConfig, is_send};
 use crate::lwm2m::registration::is_registration_path;
 use crate::lwm2m::{DomainEvent, Lwm2mServer, Peer, ServerConfig};
 use crate::registry::{PeerIdentity, Registration};
@@ -72,6 +81,9 @@ const EXPIRY_TICK: Duration = Duration::from_secs(1);
 /// How long the writer waits for a driver's commander to be installed (it is, right after the
 /// driver is spawned; this only covers a request answered before that line ran).
 const COMMANDER_WAIT: Duration = Duration::from_secs(2);
+/// The device-management timer looks at least this often (a request handed in while it sleeps
+/// may have an earlier deadline).
+const DM_TICK: Duration = Duration::from_millis(100);
 
 type CoapStack = Stack<SocketAddr>;
 type Shared = Arc<Mutex<Lwm2mServer>>;
@@ -108,13 +120,20 @@ pub struct RunningServer {
     udp: Option<(Handle<CoapStack>, JoinHandle<CoapStack>)>,
     dtls: Option<(Handle<CoapStack>, JoinHandle<CoapStack>)>,
     expiry: Option<(watch::Sender<bool>, JoinHandle<()>)>,
+    dm_timer: Option<JoinHandle<()>>,
     writer: Option<std::thread::JoinHandle<()>>,
     restored: usize,
+    hub: Arc<Hub>,
 }
 
 /// Opens the store, restores the registrations, and starts the listeners, the expiry timer and
 /// the store writer. Must run inside a tokio runtime.
 pub async fn start(config: &Config) -> Result<RunningServer, RuntimeError> {
+    start_with(config, DmConfig::default()).await
+}
+
+/// [`start`] with device-management settings (the queue-mode awake window, queue sizes).
+pub async fn start_with(config: &Config, dm: DmConfig) -> Result<RunningServer, RuntimeError> {
     let dir = config.data_dir.clone();
     let opened = tokio::task::spawn_blocking(move || {
         let store = SledStore::open(&dir).map_err(|source| RuntimeError::OpenStore {
@@ -150,16 +169,34 @@ pub async fn start(config: &Config) -> Result<RunningServer, RuntimeError> {
         "registrations restored from the store"
     );
     let lwm2m: Shared = Arc::new(Mutex::new(server));
+    let hub = Arc::new(Hub::new(
+        Arc::clone(&lwm2m),
+        DeviceRequests::new(dm, ModelRegistry::core()),
+    ));
 
     let (jobs, jobs_rx) = std_mpsc::channel::<Job>();
     let writer = {
         let store = Arc::clone(&store);
         let lwm2m = Arc::clone(&lwm2m);
+        let hub = Arc::clone(&hub);
         std::thread::Builder::new()
             .name("steward-store".into())
-            .spawn(move || write_jobs(&*store, &lwm2m, &jobs_rx))
+            .spawn(move || write_jobs(&*store, &lwm2m, &hub, &jobs_rx))
             .map_err(RuntimeError::Writer)?
     };
+    {
+        let jobs = jobs.clone();
+        hub.set_sink(Box::new(move |change| {
+            let _ = jobs.send(Job {
+                events: Vec::new(),
+                reply: None,
+                observation: Some(change),
+            });
+        }));
+    }
+    // If a listener cannot start, the hub must let go of its job sender, or the writer
+    // (and the store it holds open) would never stop.
+    let mut guard = CloseOnDrop(Some(Arc::clone(&hub)));
 
     // Plain CoAP.
     let addr = config.coap_addr();
@@ -168,13 +205,14 @@ pub async fn start(config: &Config) -> Result<RunningServer, RuntimeError> {
         ..UdpConfig::default()
     })
     .map_err(|source| RuntimeError::BindCoap { addr, source })?;
-    let router = Router::new(Arc::clone(&lwm2m), jobs.clone(), "coap");
+    let router = Router::new(Arc::clone(&lwm2m), Arc::clone(&hub), jobs.clone(), "coap");
     let responder = router.responder.clone();
     let (handle, task) = udp::spawn(socket, Stack::new(stack_config()), move |stack, now, ev| {
         router.route(stack, now, ev, Some(PeerIdentity::Unsecured));
     })
     .map_err(|source| RuntimeError::BindCoap { addr, source })?;
     responder.install(handle.commander());
+    hub.install(Transport::Coap, handle.commander());
     let coap = handle.local;
     let udp = (handle, task);
 
@@ -183,7 +221,7 @@ pub async fn start(config: &Config) -> Result<RunningServer, RuntimeError> {
     let credentials = Arc::new(StoreCredentials::new(Arc::clone(&store) as Arc<dyn Store>));
     let (dtls_server, inbound) = DtlsServer::bind(DtlsConfig::new(addr), credentials)
         .map_err(|source| RuntimeError::BindCoaps { addr, source })?;
-    let router = Router::new(Arc::clone(&lwm2m), jobs.clone(), "coaps");
+    let router = Router::new(Arc::clone(&lwm2m), Arc::clone(&hub), jobs.clone(), "coaps");
     let responder = router.responder.clone();
     let (handle, task) = steward_transport::dtls::spawn(
         dtls_server,
@@ -200,12 +238,15 @@ pub async fn start(config: &Config) -> Result<RunningServer, RuntimeError> {
         },
     );
     responder.install(handle.commander());
+    hub.install(Transport::Coaps, handle.commander());
     let coaps = handle.local;
     let dtls = (handle, task);
 
     let (stop, stopped) = watch::channel(false);
-    let expiry = tokio::spawn(expire(Arc::clone(&lwm2m), jobs, stopped));
+    let expiry = tokio::spawn(expire(Arc::clone(&lwm2m), jobs, stopped.clone()));
+    let dm_timer = tokio::spawn(dm_timer(Arc::clone(&hub), stopped));
 
+    guard.0 = None;
     tracing::info!(%coap, %coaps, allow_unsecured = config.allow_unsecured, "steward serving");
     Ok(RunningServer {
         coap,
@@ -215,8 +256,10 @@ pub async fn start(config: &Config) -> Result<RunningServer, RuntimeError> {
         udp: Some(udp),
         dtls: Some(dtls),
         expiry: Some((stop, expiry)),
+        dm_timer: Some(dm_timer),
         writer: Some(writer),
         restored,
+        hub,
     })
 }
 
@@ -249,6 +292,11 @@ impl RunningServer {
             .map(|c| c.registration.clone())
     }
 
+    /// The device-management handle: requests to devices, notifications, Send, presence.
+    pub fn devices(&self) -> Devices {
+        Devices::new(Arc::clone(&self.hub))
+    }
+
     /// How many registrations the server holds in memory.
     pub fn registration_count(&self) -> usize {
         lock(&self.lwm2m).registrations().len()
@@ -273,6 +321,13 @@ impl RunningServer {
                 failed = Some(RuntimeError::Task("the expiry timer"));
             }
         }
+        if let Some(task) = self.dm_timer.take()
+            && task.await.is_err()
+        {
+            failed = Some(RuntimeError::Task("the device-management timer"));
+        }
+        // Callers still waiting get ServerStopped; the hub lets go of its job sender.
+        self.hub.close();
         // Every job sender lived in the listeners and the timer, which are gone: the writer
         // drains what is queued and ends.
         if let Some(writer) = self.writer.take() {
@@ -288,6 +343,17 @@ impl RunningServer {
         flushed.map_err(RuntimeError::Flush)?;
         tracing::info!("steward stopped");
         failed.map_or(Ok(()), Err)
+    }
+}
+
+/// Closes the hub when `start` fails half-way.
+struct CloseOnDrop(Option<Arc<Hub>>);
+
+impl Drop for CloseOnDrop {
+    fn drop(&mut self) {
+        if let Some(hub) = self.0.take() {
+            hub.close();
+        }
     }
 }
 
@@ -333,6 +399,8 @@ impl Credentials for StoreCredentials {
 struct Job {
     events: Vec<DomainEvent>,
     reply: Option<PendingReply>,
+    /// An observation to record or forget (no registration change then).
+    observation: Option<ObservationChange>,
 }
 
 struct PendingReply {
@@ -376,18 +444,26 @@ impl Responder {
     }
 }
 
-/// Routes a listener's events: `/rd` to the Registration interface, everything else 4.04.
+/// Routes a listener's events: `/rd` to the Registration interface, `/dp` to Send, answers to
+/// our requests to the device-management hub, every other request 4.04.
 struct Router {
     lwm2m: Shared,
+    hub: Arc<Hub>,
     jobs: std_mpsc::Sender<Job>,
     responder: Responder,
     transport: &'static str,
 }
 
 impl Router {
-    fn new(lwm2m: Shared, jobs: std_mpsc::Sender<Job>, transport: &'static str) -> Router {
+    fn new(
+        lwm2m: Shared,
+        hub: Arc<Hub>,
+        jobs: std_mpsc::Sender<Job>,
+        transport: &'static str,
+    ) -> Router {
         Router {
             lwm2m,
+            hub,
             jobs,
             responder: Responder::default(),
             transport,
@@ -405,13 +481,25 @@ impl Router {
     ) {
         let (id, request) = match event {
             Event::Request { id, request } => (id, request),
-            // Responses to requests of ours: the server sends none yet.
+            // Answers to our requests and notifications.
             other => {
-                tracing::trace!(event = ?other, "event ignored");
+                self.hub.on_stack_event(now, &other);
                 return;
             }
         };
         let peer = id.peer();
+        if is_send(&request) {
+            let Some(identity) = identity else {
+                tracing::warn!(%peer, "DTLS session without a usable identity: 4.01");
+                respond(stack, now, id, Response::new(Code::UNAUTHORIZED));
+                return;
+            };
+            let response = self
+                .hub
+                .on_send(now, &peer.to_string(), &identity, &request);
+            respond(stack, now, id, response);
+            return;
+        }
         if !is_registration_path(&request) {
             tracing::debug!(
                 %peer,
@@ -450,6 +538,7 @@ impl Router {
         }
         let job = Job {
             events,
+            observation: None,
             reply: Some(PendingReply {
                 to: id,
                 response,
@@ -495,8 +584,14 @@ fn log_event(event: &DomainEvent, transport: &str) {
     }
 }
 
-/// The writer thread: makes jobs durable in order, then sends their responses.
-fn write_jobs(store: &dyn Store, lwm2m: &Mutex<Lwm2mServer>, jobs: &std_mpsc::Receiver<Job>) {
+/// The writer thread: makes jobs durable in order, then sends their responses and tells the
+/// device-management hub (whose queued requests may go once the device's uplink is stored).
+fn write_jobs(
+    store: &dyn Store,
+    lwm2m: &Mutex<Lwm2mServer>,
+    hub: &Hub,
+    jobs: &std_mpsc::Receiver<Job>,
+) {
     while let Ok(first) = jobs.recv() {
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH {
@@ -511,6 +606,12 @@ fn write_jobs(store: &dyn Store, lwm2m: &Mutex<Lwm2mServer>, jobs: &std_mpsc::Re
                 Ok(()) => {
                     if let Some(r) = job.reply {
                         r.responder.send(r.to, r.response);
+                    }
+                    if !job.events.is_empty() {
+                        hub.on_domain_events(&job.events);
+                    }
+                    if let Some(change) = job.observation {
+                        write_observation(store, change);
                     }
                 }
                 Err(e) => {
@@ -643,11 +744,44 @@ async fn expire(lwm2m: Shared, jobs: std_mpsc::Sender<Job>, mut stop: watch::Rec
             .send(Job {
                 events,
                 reply: None,
+                observation: None,
             })
             .is_err()
         {
             return;
         }
+    }
+}
+
+/// Records or forgets an observation. A failure is logged: the observation itself lives on in
+/// memory, only its record after a restart is affected.
+fn write_observation(store: &dyn Store, change: ObservationChange) {
+    match change {
+        ObservationChange::Put(record) => {
+            if let Err(e) = store.put_observation(&record) {
+                tracing::warn!(endpoint = %record.endpoint, error = %e, "observation not stored");
+            }
+        }
+        ObservationChange::Remove { endpoint, token } => {
+            if let Err(e) = store.remove_observation(&endpoint, &token) {
+                tracing::warn!(%endpoint, error = %e, "observation not removed from the store");
+            }
+        }
+    }
+}
+
+/// The device-management timer: request deadlines, queued requests expiring, presence.
+async fn dm_timer(hub: Arc<Hub>, mut stop: watch::Receiver<bool>) {
+    loop {
+        let now = Instant::now();
+        let wait = hub
+            .poll_timeout()
+            .map_or(DM_TICK, |at| at.saturating_duration_since(now).min(DM_TICK));
+        tokio::select! {
+            () = tokio::time::sleep(wait) => {}
+            _ = stop.changed() => return,
+        }
+        hub.handle_timeout(Instant::now());
     }
 }
 
@@ -728,6 +862,7 @@ mod tests {
         Job {
             events,
             reply: None,
+            observation: None,
         }
     }
 

@@ -100,6 +100,9 @@ pub enum DmError {
     /// The device deregistered (or its registration expired) while the request waited.
     #[error("the device deregistered before the request could be answered")]
     Deregistered,
+    /// The server is shutting down (or stopped): the request was not sent or not answered.
+    #[error("the server stopped before the request could be answered")]
+    ServerStopped,
 }
 
 fn diagnostic_suffix(diagnostic: &str) -> String {
@@ -131,7 +134,8 @@ impl DmError {
             | DmError::Timeout
             | DmError::Expired { .. }
             | DmError::Transport(_)
-            | DmError::Deregistered => Fault::Transport,
+            | DmError::Deregistered
+            | DmError::ServerStopped => Fault::Transport,
         }
     }
 
@@ -148,7 +152,7 @@ impl DmError {
             }
             DmError::FormatNotAccepted { .. } | DmError::NoFormat { .. } => Code::NOT_ACCEPTABLE,
             DmError::VersionTooLow { .. } => Code::NOT_IMPLEMENTED,
-            DmError::QueueFull { .. } => Code::SERVICE_UNAVAILABLE,
+            DmError::QueueFull { .. } | DmError::ServerStopped => Code::SERVICE_UNAVAILABLE,
             DmError::UnexpectedCode { .. }
             | DmError::Decode { .. }
             | DmError::BadContentFormat { .. }

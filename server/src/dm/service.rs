@@ -39,6 +39,13 @@ pub const MAX_TRANSMIT_WAIT: Duration = Duration::from_secs(93);
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Ticket(u64);
 
+impl Ticket {
+    /// The ticket's number (unique for the life of one service).
+    pub fn id(self) -> u64 {
+        self.0
+    }
+}
+
 impl fmt::Display for Ticket {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "dm#{}", self.0)

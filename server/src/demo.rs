@@ -1,0 +1,926 @@
+//! `steward demo`: a server on the embedded defaults and a small fleet of simulated devices
+//! (`steward_client`) over real UDP on loopback, driven step by step through what an operator
+//! does: registration, reads in every format, write, execute, observe, a firmware update, queue
+//! mode, deregistration. One readable line per step (✓/✗, what, how long), then a summary with
+//! the latency percentiles per operation.
+//!
+//! The fleet (default 5 devices): `demo-0` LwM2M 1.0, `demo-1` 1.1, `demo-2` 1.2, `demo-3` 1.1
+//! in queue mode (awake 2 s, asleep 3 s: short timings so the demo stays quick), `demo-4` 1.2,
+//! and any further devices cycling through the versions. Everything goes through
+//! [`Devices`], the same service the API and plugins use.
+
+use std::collections::{BTreeMap, HashSet};
+use std::fmt::Write as _;
+use std::io::Write;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use steward_client::{Client, DeviceConfig, QueueTiming};
+use steward_coap::endpoint::Config as EndpointConfig;
+use steward_coap::stack::StackConfig;
+use steward_objects::link::{Attr, NotificationAttributes};
+use steward_objects::{ContentFormat, Node, Path, Resource, Value, Version};
+use steward_transport::Handle;
+use steward_transport::udp::{self, UdpConfig};
+
+use crate::config::{Config, DEFAULT_COAP_PORT, DEFAULT_COAPS_PORT};
+use crate::devices::{DeviceEvent, DeviceEvents, Devices};
+use crate::dm::{DmConfig, DmError, DownlinkRequest, DownlinkResponse, WriteMode};
+use crate::runtime::{self, RuntimeError};
+
+/// The fleet size when not told otherwise, and the least the steps need.
+pub const DEFAULT_DEVICES: usize = 5;
+/// Every step of the demo, in order (the summary lists each).
+pub const STEPS: [&str; 16] = [
+    "register",
+    "read /3/0 as TLV",
+    "read /3/0 as SenML JSON",
+    "read /3/0 as SenML CBOR",
+    "read /3/0 as LwM2M CBOR",
+    "read /3/0/0 as text",
+    "write /3/0/14 UTC offset",
+    "read back /3/0/14",
+    "execute /3/0/4 Reboot",
+    "write-attributes /3/0/9",
+    "observe /3/0/9 Battery Level",
+    "firmware push /5/0/0",
+    "firmware execute /5/0/2 Update",
+    "firmware result",
+    "queue mode: read while asleep",
+    "deregister",
+];
+
+/// How long one request may take (queueing excluded).
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long the demo waits for something the devices do on their own.
+const EVENT_WAIT: Duration = Duration::from_secs(15);
+const NEW_FIRMWARE: &str = "2.0.0";
+/// The queue-mode device: awake this long after a message, then asleep.
+const QUEUE_TIMING: QueueTiming = QueueTiming {
+    awake: Duration::from_secs(2),
+    sleep: Duration::from_secs(3),
+};
+/// The server's view of that awake window (a little shorter: when in doubt, queue).
+const SERVER_AWAKE_WINDOW: Duration = Duration::from_millis(1500);
+
+/// `steward demo` flags.
+#[derive(Debug, Clone, clap::Args)]
+pub struct DemoArgs {
+    /// Data directory (kept afterwards) [default: a fresh temporary directory, removed].
+    #[arg(long, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Number of simulated devices (at least 5).
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_DEVICES)]
+    pub devices: usize,
+    /// CoAP port; a free one is used when it is busy.
+    #[arg(long, value_name = "PORT", default_value_t = DEFAULT_COAP_PORT)]
+    pub coap_port: u16,
+    /// CoAPs (DTLS) port; a free one is used when it is busy.
+    #[arg(long, value_name = "PORT", default_value_t = DEFAULT_COAPS_PORT)]
+    pub coaps_port: u16,
+}
+
+/// What to run the demo with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DemoOptions {
+    pub data_dir: Option<PathBuf>,
+    pub devices: usize,
+    /// 0 picks a free port.
+    pub coap_port: u16,
+    pub coaps_port: u16,
+}
+
+impl Default for DemoOptions {
+    fn default() -> DemoOptions {
+        DemoOptions {
+            data_dir: None,
+            devices: DEFAULT_DEVICES,
+            coap_port: DEFAULT_COAP_PORT,
+            coaps_port: DEFAULT_COAPS_PORT,
+        }
+    }
+}
+
+impl From<&DemoArgs> for DemoOptions {
+    fn from(args: &DemoArgs) -> DemoOptions {
+        DemoOptions {
+            data_dir: args.data_dir.clone(),
+            devices: args.devices,
+            coap_port: args.coap_port,
+            coaps_port: args.coaps_port,
+        }
+    }
+}
+
+/// Why the demo could not run at all (a failing step is not an error: it is in the summary).
+#[derive(Debug, thiserror::Error)]
+pub enum DemoError {
+    #[error("the demo needs at least {min} devices (got {got})")]
+    TooFewDevices { min: usize, got: usize },
+    #[error("cannot create the data directory {}: {source}", path.display())]
+    DataDir {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot start the server: {0}")]
+    Server(#[from] RuntimeError),
+    #[error("cannot start simulated device {endpoint}: {source}")]
+    Device {
+        endpoint: String,
+        source: std::io::Error,
+    },
+    #[error("cannot write the demo output: {0}")]
+    Output(#[from] std::io::Error),
+}
+
+/// One step as it went.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StepOutcome {
+    pub name: String,
+    pub passed: bool,
+    pub elapsed: Duration,
+    pub detail: String,
+}
+
+/// The demo's result.
+#[derive(Debug, Clone)]
+pub struct DemoSummary {
+    pub steps: Vec<StepOutcome>,
+    /// Per operation (Register, Read, Write, ...): how long each took.
+    pub latencies: BTreeMap<String, Vec<Duration>>,
+    pub devices: usize,
+    pub coap: SocketAddr,
+    pub elapsed: Duration,
+}
+
+impl DemoSummary {
+    /// True when every step ran and passed.
+    pub fn passed(&self) -> bool {
+        self.steps.len() == STEPS.len() && self.steps.iter().all(|s| s.passed)
+    }
+
+    pub fn failures(&self) -> usize {
+        self.steps.iter().filter(|s| !s.passed).count()
+    }
+
+    /// The `p`-th percentile (nearest rank, `p` in 0..=100) of an operation's latencies.
+    pub fn percentile(&self, operation: &str, p: u32) -> Option<Duration> {
+        percentile(self.latencies.get(operation)?, p)
+    }
+}
+
+fn percentile(samples: &[Duration], p: u32) -> Option<Duration> {
+    let mut sorted = samples.to_vec();
+    sorted.sort();
+    let n = sorted.len();
+    if n == 0 {
+        return None;
+    }
+    let rank = (usize::try_from(p).unwrap_or(100) * n).div_ceil(100).max(1);
+    sorted.get(rank.min(n) - 1).copied()
+}
+
+/// A simulated device of the demo fleet.
+struct SimDevice {
+    endpoint: String,
+    version: Version,
+    handle: Handle<Client<SocketAddr>>,
+}
+
+struct Demo<'a> {
+    out: &'a mut (dyn Write + Send),
+    devices: Devices,
+    events: DeviceEvents,
+    steps: Vec<StepOutcome>,
+    latencies: BTreeMap<String, Vec<Duration>>,
+}
+
+/// Runs the demo; the lines go to `out`. Fails only when the demo cannot run at all.
+pub async fn run(
+    options: &DemoOptions,
+    out: &mut (dyn Write + Send),
+) -> Result<DemoSummary, DemoError> {
+    if options.devices < DEFAULT_DEVICES {
+        return Err(DemoError::TooFewDevices {
+            min: DEFAULT_DEVICES,
+            got: options.devices,
+        });
+    }
+    let started = Instant::now();
+    let (data_dir, temporary) = match &options.data_dir {
+        Some(dir) => (dir.clone(), false),
+        None => (fresh_temp_dir(), true),
+    };
+    std::fs::create_dir_all(&data_dir).map_err(|source| DemoError::DataDir {
+        path: data_dir.clone(),
+        source,
+    })?;
+
+    let (coap_port, coaps_port) = ports(options, out)?;
+    let config = Config {
+        coap_port,
+        coaps_port,
+        data_dir: data_dir.clone(),
+        allow_unsecured: true,
+        ..Config::default()
+    };
+    let dm = DmConfig {
+        awake_window: SERVER_AWAKE_WINDOW,
+        ..DmConfig::default()
+    };
+    let server = runtime::start_with(&config, dm).await?;
+    let coap = server.coap_addr();
+    let devices = server.devices();
+    writeln!(
+        out,
+        "Steward demo: LwM2M server on coap://{coap} (coaps://{}), data in {}{}",
+        server.coaps_addr(),
+        data_dir.display(),
+        if temporary { " (temporary)" } else { "" }
+    )?;
+    let mut demo = Demo {
+        events: devices.events(),
+        devices,
+        out,
+        steps: Vec::new(),
+        latencies: BTreeMap::new(),
+    };
+    let result = demo.steps(coap, options.devices).await;
+    let stopped = server.shutdown().await;
+    if temporary {
+        let _ = std::fs::remove_dir_all(&data_dir);
+    }
+    result?;
+    let summary = DemoSummary {
+        steps: demo.steps,
+        latencies: demo.latencies,
+        devices: options.devices,
+        coap,
+        elapsed: started.elapsed(),
+    };
+    write_summary(demo.out, &summary)?;
+    if let Err(e) = stopped {
+        writeln!(demo.out, "warning: the server did not stop cleanly: {e}")?;
+    }
+    Ok(summary)
+}
+
+/// The configured ports, or free ones (0) when either is busy.
+fn ports(options: &DemoOptions, out: &mut (dyn Write + Send)) -> Result<(u16, u16), DemoError> {
+    let free = |port: u16| {
+        port == 0 || std::net::UdpSocket::bind((IpAddr::V4(Ipv4Addr::LOCALHOST), port)).is_ok()
+    };
+    if free(options.coap_port) && free(options.coaps_port) {
+        return Ok((options.coap_port, options.coaps_port));
+    }
+    writeln!(
+        out,
+        "ports {}/{} are busy: using free ports instead",
+        options.coap_port, options.coaps_port
+    )?;
+    Ok((0, 0))
+}
+
+fn fresh_temp_dir() -> PathBuf {
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    std::env::temp_dir().join(format!("steward-demo-{}-{nanos}", std::process::id()))
+}
+
+fn fleet_config(index: usize, server: SocketAddr) -> DeviceConfig {
+    let version = match index {
+        0 => Version::V1_0,
+        1 | 3 => Version::V1_1,
+        2 | 4 => Version::V1_2,
+        n => [Version::V1_0, Version::V1_1, Version::V1_2][n % 3],
+    };
+    let mut config = DeviceConfig::new(format!("demo-{index}"), version);
+    config.server_uri = format!("coap://{server}");
+    config.lifetime = 300;
+    config.clock = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(0));
+    if index == 3 {
+        config.queue_mode = true;
+        config.queue = QUEUE_TIMING;
+    }
+    config
+}
+
+fn spawn_device(index: usize, server: SocketAddr) -> Result<SimDevice, DemoError> {
+    let config = fleet_config(index, server);
+    let endpoint = config.endpoint.clone();
+    let version = config.lwm2m;
+    let failed = |source| DemoError::Device {
+        endpoint: endpoint.clone(),
+        source,
+    };
+    let stack = StackConfig {
+        endpoint: EndpointConfig {
+            seed: 0x5eed_0000 + u64::try_from(index).unwrap_or(0),
+            ..EndpointConfig::default()
+        },
+        ..StackConfig::default()
+    };
+    let client = Client::new(config, stack, server);
+    let (socket, _) = udp::bind(&UdpConfig {
+        bind: SocketAddr::from(([127, 0, 0, 1], 0)),
+        recv_buffer: 256 << 10,
+        send_buffer: 256 << 10,
+    })
+    .map_err(failed)?;
+    let (handle, _task) = udp::spawn(socket, client, |_, _, _| {}).map_err(failed)?;
+    Ok(SimDevice {
+        endpoint,
+        version,
+        handle,
+    })
+}
+
+fn version_name(v: Version) -> String {
+    v.to_string()
+}
+
+impl Demo<'_> {
+    async fn steps(&mut self, server: SocketAddr, count: usize) -> Result<(), DemoError> {
+        let fleet = self.register(server, count).await?;
+        let label = |i: usize| {
+            fleet
+                .get(i)
+                .map(|d| format!("{} (LwM2M {})", d.endpoint, version_name(d.version)))
+                .unwrap_or_default()
+        };
+
+        // Reads in every format.
+        for (step, device, path, format) in [
+            (1, 0, Path::Instance(3, 0), ContentFormat::Tlv),
+            (2, 1, Path::Instance(3, 0), ContentFormat::SenmlJson),
+            (3, 1, Path::Instance(3, 0), ContentFormat::SenmlCbor),
+            (4, 2, Path::Instance(3, 0), ContentFormat::Lwm2mCbor),
+            (5, 0, Path::Resource(3, 0, 0), ContentFormat::Text),
+        ] {
+            let t = Instant::now();
+            let endpoint = format!("demo-{device}");
+            let result = match self.op(&endpoint, read(path, Some(format))).await {
+                Ok(DownlinkResponse::Read {
+                    node: Some(node),
+                    format: got,
+                }) if got == Some(format) => Ok(format!("{}: {}", label(device), describe(&node))),
+                Ok(other) => Err(format!("unexpected answer {other:?}")),
+                Err(e) => Err(e.to_string()),
+            };
+            self.record(STEPS[step], t, result)?;
+        }
+
+        // Write and read back.
+        let offset = Path::Resource(3, 0, 14);
+        let t = Instant::now();
+        let write = DownlinkRequest::Write {
+            path: offset,
+            node: Node::Resource(Resource::Single(Value::String("+02:00".into()))),
+            mode: WriteMode::Replace,
+            format: None,
+        };
+        let result = match self.op("demo-1", write).await {
+            Ok(DownlinkResponse::Write) => Ok(format!("{}: \"+02:00\"", label(1))),
+            Ok(other) => Err(format!("unexpected answer {other:?}")),
+            Err(e) => Err(e.to_string()),
+        };
+        self.record(STEPS[6], t, result)?;
+        let t = Instant::now();
+        let result = match self.op("demo-1", read(offset, None)).await {
+            Ok(DownlinkResponse::Read {
+                node: Some(node), ..
+            }) if single(&node) == Some(&Value::String("+02:00".into())) => {
+                Ok(format!("{}: {}", label(1), describe(&node)))
+            }
+            Ok(other) => Err(format!("not the value written: {other:?}")),
+            Err(e) => Err(e.to_string()),
+        };
+        self.record(STEPS[7], t, result)?;
+
+        self.reboot(&label(1)).await?;
+        self.observe(&label(4)).await?;
+        self.firmware(&label(2)).await?;
+        self.queue_mode(&label(3)).await?;
+        self.deregister(&fleet).await?;
+        Ok(())
+    }
+
+    /// Starts the fleet and waits for every registration.
+    async fn register(
+        &mut self,
+        server: SocketAddr,
+        count: usize,
+    ) -> Result<Vec<SimDevice>, DemoError> {
+        let t = Instant::now();
+        let mut fleet = Vec::with_capacity(count);
+        for i in 0..count {
+            let device = spawn_device(i, server)?;
+            device.handle.command(|client, now| client.start(now));
+            fleet.push(device);
+        }
+        let mut missing: HashSet<String> = fleet.iter().map(|d| d.endpoint.clone()).collect();
+        let deadline = tokio::time::Instant::now() + EVENT_WAIT;
+        while !missing.is_empty() {
+            match tokio::time::timeout_at(deadline, self.events.next()).await {
+                Ok(Some(DeviceEvent::Registered { endpoint, .. })) => {
+                    if missing.remove(&endpoint) {
+                        self.latency("Register", t.elapsed());
+                    }
+                }
+                Ok(Some(_)) => {}
+                Ok(None) | Err(_) => break,
+            }
+        }
+        let mut versions: BTreeMap<String, usize> = BTreeMap::new();
+        for d in &fleet {
+            *versions.entry(version_name(d.version)).or_default() += 1;
+        }
+        let mix: Vec<String> = versions
+            .iter()
+            .map(|(v, n)| format!("{n}× LwM2M {v}"))
+            .collect();
+        let registered = count - missing.len();
+        let result = if missing.is_empty() {
+            Ok(format!(
+                "{registered}/{count} devices ({}; demo-3 in queue mode)",
+                mix.join(", ")
+            ))
+        } else {
+            let mut names: Vec<String> = missing.into_iter().collect();
+            names.sort();
+            Err(format!(
+                "{registered}/{count} registered; missing {}",
+                names.join(", ")
+            ))
+        };
+        self.record(STEPS[0], t, result)?;
+        Ok(fleet)
+    }
+
+    async fn reboot(&mut self, label: &str) -> Result<(), DemoError> {
+        let t = Instant::now();
+        let execute = DownlinkRequest::Execute {
+            path: Path::Resource(3, 0, 4),
+            args: None,
+        };
+        let result = match self.op("demo-1", execute).await {
+            Ok(DownlinkResponse::Execute) => {
+                let executed = t.elapsed();
+                let again = self
+                    .wait_event(|e| {
+                        matches!(e, DeviceEvent::Registered { endpoint, replaced: true, .. }
+                            if endpoint == "demo-1")
+                    })
+                    .await;
+                match again {
+                    Some(_) => Ok(format!(
+                        "{label}: 2.04 in {}, registered again after {}",
+                        ms(executed),
+                        ms(t.elapsed())
+                    )),
+                    None => Err("2.04, but the device did not register again".into()),
+                }
+            }
+            Ok(other) => Err(format!("unexpected answer {other:?}")),
+            Err(e) => Err(e.to_string()),
+        };
+        self.record(STEPS[8], t, result)
+    }
+
+    async fn observe(&mut self, label: &str) -> Result<(), DemoError> {
+        let battery = Path::Resource(3, 0, 9);
+        let t = Instant::now();
+        let attributes = NotificationAttributes {
+            pmin: Attr::Set(1),
+            pmax: Attr::Set(1),
+            ..NotificationAttributes::default()
+        };
+        let write = DownlinkRequest::WriteAttributes {
+            path: battery,
+            attributes,
+        };
+        let result = match self.op("demo-4", write).await {
+            Ok(DownlinkResponse::WriteAttributes) => Ok(format!("{label}: pmin=1 pmax=1")),
+            Ok(other) => Err(format!("unexpected answer {other:?}")),
+            Err(e) => Err(e.to_string()),
+        };
+        self.record(STEPS[9], t, result)?;
+
+        let t = Instant::now();
+        let observe = DownlinkRequest::Observe {
+            path: battery,
+            format: None,
+        };
+        let result = match self.op("demo-4", observe).await {
+            Ok(DownlinkResponse::Observe {
+                node,
+                observe: Some(_),
+            }) => {
+                let ticket = self
+                    .devices
+                    .observations()
+                    .into_iter()
+                    .find(|(_, ep, paths)| ep == "demo-4" && *paths == [battery])
+                    .map(|(t, _, _)| t);
+                let first = node.as_ref().map(describe).unwrap_or_default();
+                let mut values = Vec::new();
+                while values.len() < 2 {
+                    let got = self
+                        .wait_event(|e| {
+                            matches!(e, DeviceEvent::Notification(n) if Some(n.ticket) == ticket)
+                        })
+                        .await;
+                    match got {
+                        Some(DeviceEvent::Notification(n)) => {
+                            values.push(n.nodes.get(&battery).map(describe).unwrap_or_default());
+                        }
+                        _ => break,
+                    }
+                }
+                if let Some(ticket) = ticket {
+                    self.devices.cancel_observation(ticket);
+                }
+                if values.len() >= 2 {
+                    Ok(format!(
+                        "{label}: {first} %, then {} notifications ({}) in {}",
+                        values.len(),
+                        values.join(", "),
+                        ms(t.elapsed())
+                    ))
+                } else {
+                    Err(format!("only {} notification(s)", values.len()))
+                }
+            }
+            Ok(other) => Err(format!("not established: {other:?}")),
+            Err(e) => Err(e.to_string()),
+        };
+        self.record(STEPS[10], t, result)
+    }
+
+    async fn firmware(&mut self, label: &str) -> Result<(), DemoError> {
+        let endpoint = "demo-2";
+        let body: Vec<u8> = (0..4096u32).map(|i| (i % 251) as u8).collect();
+        let package = steward_client::firmware::package(NEW_FIRMWARE, &body);
+        let size = package.len();
+        let t = Instant::now();
+        let write = DownlinkRequest::Write {
+            path: Path::Resource(5, 0, 0),
+            node: Node::Resource(Resource::Single(Value::Opaque(package))),
+            mode: WriteMode::Replace,
+            format: None,
+        };
+        let result = match self.op(endpoint, write).await {
+            Ok(DownlinkResponse::Write) => {
+                match self.wait_value(endpoint, Path::Resource(5, 0, 3), 2).await {
+                    Ok(()) => Ok(format!(
+                        "{label}: {size} bytes block-wise, State 2 (Downloaded)"
+                    )),
+                    Err(e) => Err(format!("pushed, but {e}")),
+                }
+            }
+            Ok(other) => Err(format!("unexpected answer {other:?}")),
+            Err(e) => Err(e.to_string()),
+        };
+        let pushed = result.is_ok();
+        self.record(STEPS[11], t, result)?;
+
+        let t = Instant::now();
+        let result = if pushed {
+            let execute = DownlinkRequest::Execute {
+                path: Path::Resource(5, 0, 2),
+                args: None,
+            };
+            match self.op(endpoint, execute).await {
+                Ok(DownlinkResponse::Execute) => Ok(format!("{label}: 2.04, installing")),
+                Ok(other) => Err(format!("unexpected answer {other:?}")),
+                Err(e) => Err(e.to_string()),
+            }
+        } else {
+            Err("skipped: no package".into())
+        };
+        let executed = result.is_ok();
+        self.record(STEPS[12], t, result)?;
+
+        let t = Instant::now();
+        let result = if executed {
+            match self.wait_value(endpoint, Path::Resource(5, 0, 5), 1).await {
+                Ok(()) => match self.op(endpoint, read(Path::Resource(3, 0, 3), None)).await {
+                    Ok(DownlinkResponse::Read {
+                        node: Some(node), ..
+                    }) if single(&node) == Some(&Value::String(NEW_FIRMWARE.into())) => Ok(
+                        format!("{label}: Update Result 1 (success), /3/0/3 = \"{NEW_FIRMWARE}\""),
+                    ),
+                    Ok(other) => Err(format!("updated, but /3/0/3 is {other:?}")),
+                    Err(e) => Err(e.to_string()),
+                },
+                Err(e) => Err(e),
+            }
+        } else {
+            Err("skipped: Update not executed".into())
+        };
+        self.record(STEPS[13], t, result)
+    }
+
+    /// Reads `path` until it holds the integer `want`.
+    async fn wait_value(&mut self, endpoint: &str, path: Path, want: i64) -> Result<(), String> {
+        let deadline = Instant::now() + EVENT_WAIT;
+        let mut last = String::from("nothing");
+        while Instant::now() < deadline {
+            match self.op(endpoint, read(path, None)).await {
+                Ok(DownlinkResponse::Read {
+                    node: Some(node), ..
+                }) => {
+                    if matches!(single(&node), Some(Value::Integer(v)) if *v == want) {
+                        return Ok(());
+                    }
+                    last = describe(&node);
+                }
+                Ok(other) => last = format!("{other:?}"),
+                Err(e) => last = e.to_string(),
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+        Err(format!("{path} stayed {last}, not {want}"))
+    }
+
+    async fn queue_mode(&mut self, label: &str) -> Result<(), DemoError> {
+        let endpoint = "demo-3";
+        let t = Instant::now();
+        let mut result = Err("the device never slept".to_owned());
+        // The device may wake up between "asleep" and the request being handed in (it then
+        // goes out at once): try again at its next sleep.
+        for _attempt in 0..3 {
+            let deadline = Instant::now() + EVENT_WAIT;
+            while self.devices.is_awake(endpoint) && Instant::now() < deadline {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            let asleep_after = t.elapsed();
+            let queued_at = Instant::now();
+            let request = read(Path::Resource(3, 0, 9), None);
+            let pending = match self
+                .devices
+                .start(endpoint, request, REQUEST_TIMEOUT + EVENT_WAIT)
+            {
+                Ok(pending) => pending,
+                Err(e) => {
+                    result = Err(e.to_string());
+                    break;
+                }
+            };
+            let queued = self.devices.queued(endpoint);
+            let outcome = pending.outcome().await;
+            let waited = queued_at.elapsed();
+            result = match outcome {
+                Ok(DownlinkResponse::Read {
+                    node: Some(node), ..
+                }) if queued > 0 => {
+                    self.latency("Read (queued)", waited);
+                    Ok(format!(
+                        "{label}: asleep after {}, read queued, delayed until wake-up: answered \
+                         after {} ({})",
+                        ms(asleep_after),
+                        ms(waited),
+                        describe(&node)
+                    ))
+                }
+                Ok(_) if queued == 0 => {
+                    result =
+                        Err("the device was awake each time: the read was never queued".into());
+                    continue;
+                }
+                Ok(other) => Err(format!("unexpected answer {other:?}")),
+                Err(e) => Err(e.to_string()),
+            };
+            break;
+        }
+        self.record(STEPS[14], t, result)
+    }
+
+    async fn deregister(&mut self, fleet: &[SimDevice]) -> Result<(), DemoError> {
+        let t = Instant::now();
+        for d in fleet {
+            d.handle.command(|client, now| client.deregister(now));
+        }
+        let mut missing: HashSet<String> = fleet.iter().map(|d| d.endpoint.clone()).collect();
+        let deadline = tokio::time::Instant::now() + EVENT_WAIT;
+        while !missing.is_empty() {
+            match tokio::time::timeout_at(deadline, self.events.next()).await {
+                Ok(Some(DeviceEvent::Deregistered { endpoint })) => {
+                    if missing.remove(&endpoint) {
+                        self.latency("De-register", t.elapsed());
+                    }
+                }
+                Ok(Some(_)) => {}
+                Ok(None) | Err(_) => break,
+            }
+        }
+        let count = fleet.len();
+        let result = if missing.is_empty() {
+            Ok(format!("{count}/{count} devices deregistered"))
+        } else {
+            Err(format!("{}/{count} deregistered", count - missing.len()))
+        };
+        for d in fleet {
+            d.handle.shutdown();
+        }
+        self.record(STEPS[15], t, result)
+    }
+
+    /// One request through the service, its latency recorded under its operation.
+    async fn op(
+        &mut self,
+        endpoint: &str,
+        request: DownlinkRequest,
+    ) -> Result<DownlinkResponse, DmError> {
+        let operation = request.operation();
+        let t = Instant::now();
+        let result = self
+            .devices
+            .request(endpoint, request, REQUEST_TIMEOUT)
+            .await;
+        if result.is_ok() {
+            self.latency(operation, t.elapsed());
+        }
+        result
+    }
+
+    async fn wait_event(&mut self, want: impl Fn(&DeviceEvent) -> bool) -> Option<DeviceEvent> {
+        let deadline = tokio::time::Instant::now() + EVENT_WAIT;
+        loop {
+            match tokio::time::timeout_at(deadline, self.events.next()).await {
+                Ok(Some(e)) if want(&e) => return Some(e),
+                Ok(Some(_)) => {}
+                Ok(None) | Err(_) => return None,
+            }
+        }
+    }
+
+    fn latency(&mut self, operation: &str, elapsed: Duration) {
+        self.latencies
+            .entry(operation.to_owned())
+            .or_default()
+            .push(elapsed);
+    }
+
+    fn record(
+        &mut self,
+        name: &str,
+        started: Instant,
+        result: Result<String, String>,
+    ) -> Result<(), DemoError> {
+        let elapsed = started.elapsed();
+        let (passed, detail) = match result {
+            Ok(d) => (true, d),
+            Err(d) => (false, d),
+        };
+        let mark = if passed { "✓" } else { "✗" };
+        writeln!(self.out, "  {mark} {name:<32} {:>9}  {detail}", ms(elapsed))?;
+        self.out.flush()?;
+        if passed {
+            tracing::debug!(step = name, ?elapsed, "demo step passed");
+        } else {
+            tracing::warn!(step = name, %detail, "demo step failed");
+        }
+        self.steps.push(StepOutcome {
+            name: name.to_owned(),
+            passed,
+            elapsed,
+            detail,
+        });
+        Ok(())
+    }
+}
+
+fn write_summary(out: &mut (dyn Write + Send), s: &DemoSummary) -> Result<(), DemoError> {
+    let passed = s.steps.iter().filter(|x| x.passed).count();
+    let requests: usize = s.latencies.values().map(Vec::len).sum();
+    writeln!(out)?;
+    writeln!(
+        out,
+        "Summary: {passed}/{} steps passed, {} failed; {} devices, {requests} timed operations, {}",
+        STEPS.len(),
+        s.failures() + STEPS.len().saturating_sub(s.steps.len()),
+        s.devices,
+        ms(s.elapsed)
+    )?;
+    for step in &s.steps {
+        writeln!(
+            out,
+            "  {} {}",
+            if step.passed { "✓" } else { "✗" },
+            step.name
+        )?;
+    }
+    writeln!(out)?;
+    writeln!(
+        out,
+        "  {:<18} {:>5} {:>10} {:>10}",
+        "operation", "count", "p50", "p99"
+    )?;
+    let mut table = String::new();
+    for (operation, samples) in &s.latencies {
+        let p50 = percentile(samples, 50).map(ms).unwrap_or_default();
+        let p99 = percentile(samples, 99).map(ms).unwrap_or_default();
+        let _ = writeln!(
+            table,
+            "  {operation:<18} {:>5} {p50:>10} {p99:>10}",
+            samples.len()
+        );
+    }
+    write!(out, "{table}")?;
+    writeln!(
+        out,
+        "\n{}",
+        if s.passed() {
+            "demo passed"
+        } else {
+            "demo FAILED"
+        }
+    )?;
+    out.flush()?;
+    Ok(())
+}
+
+fn read(path: Path, format: Option<ContentFormat>) -> DownlinkRequest {
+    DownlinkRequest::Read { path, format }
+}
+
+fn single(node: &Node) -> Option<&Value> {
+    match node {
+        Node::Resource(Resource::Single(v)) | Node::ResourceInstance(v) => Some(v),
+        _ => None,
+    }
+}
+
+fn value_text(v: &Value) -> String {
+    match v {
+        Value::String(s) => format!("{s:?}"),
+        Value::Integer(i) | Value::Time(i) => i.to_string(),
+        Value::UnsignedInteger(u) => u.to_string(),
+        Value::Float(f) => f.to_string(),
+        Value::Boolean(b) => b.to_string(),
+        Value::Opaque(o) => format!("{} bytes", o.len()),
+        other => format!("{other:?}"),
+    }
+}
+
+fn describe(node: &Node) -> String {
+    match node {
+        Node::Instance(i) => {
+            let n = i.resources.len();
+            match i.resources.get(&0) {
+                Some(Resource::Single(Value::String(m))) => {
+                    format!("{n} resources, manufacturer {m:?}")
+                }
+                _ => format!("{n} resources"),
+            }
+        }
+        Node::Object(o) => format!("{} instances", o.len()),
+        Node::Resource(Resource::Single(v)) | Node::ResourceInstance(v) => value_text(v),
+        Node::Resource(Resource::Multiple(m)) => format!("{} values", m.len()),
+    }
+}
+
+/// A duration for people: "12 ms", "2.4 s".
+fn ms(d: Duration) -> String {
+    let millis = d.as_secs_f64() * 1000.0;
+    if millis < 1.0 {
+        format!("{millis:.2} ms")
+    } else if millis < 10.0 {
+        format!("{millis:.1} ms")
+    } else if d < Duration::from_secs(1) {
+        format!("{} ms", d.as_millis())
+    } else {
+        format!("{:.1} s", d.as_secs_f64())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percentiles_by_nearest_rank() {
+        let samples: Vec<Duration> = (1..=100).map(Duration::from_millis).collect();
+        assert_eq!(percentile(&samples, 50), Some(Duration::from_millis(50)));
+        assert_eq!(percentile(&samples, 99), Some(Duration::from_millis(99)));
+        assert_eq!(
+            percentile(&samples[..1], 99),
+            Some(Duration::from_millis(1))
+        );
+        assert_eq!(percentile(&[], 50), None);
+    }
+
+    #[test]
+    fn the_fleet_mixes_versions_with_one_queue_device() {
+        let server = SocketAddr::from(([127, 0, 0, 1], 5683));
+        let configs: Vec<DeviceConfig> = (0..5).map(|i| fleet_config(i, server)).collect();
+        let versions: HashSet<String> = configs.iter().map(|c| c.lwm2m.to_string()).collect();
+        assert_eq!(versions.len(), 3);
+        assert_eq!(configs.iter().filter(|c| c.queue_mode).count(), 1);
+    }
+}

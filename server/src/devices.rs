@@ -1,0 +1,731 @@
+//! [`Devices`]: the running server's device-management handle. It wires the sans-IO
+//! [`DeviceRequests`] service into the runtime (see `runtime`):
+//!
+//! ```text
+//!  Devices::request ──► DeviceRequests::send ──► Command::Send ──► Commander ─► Stack::request
+//!        ▲ oneshot                                                     (driver task)
+//!        └──── DmEvent::Completed ◄── on_stack_event ◄── Event::Response / Failed (driver)
+//!  writer thread (after the store write): Registered / Updated ─► on_uplink
+//!                                         Deregistered / Expired ─► on_deregistered
+//!  driver: POST /dp ─► handle_send ─► on_uplink, DeviceEvent::Send
+//!  DM timer task ─► handle_timeout (request deadlines, queue expiry, presence)
+//! ```
+//!
+//! Everything the service reports that is not the answer to a request goes out on one
+//! broadcast stream of [`DeviceEvent`]s ([`Devices::events`]): notifications, ended
+//! observations, Send reports, presence (awake / sleeping) and registration changes.
+//!
+//! # Locks
+//!
+//! Two mutexes: the registrations (`Lwm2mServer`) and the service state. Whoever needs both
+//! takes the registrations first. Nothing awaits while holding either, and everything done
+//! under them is non-blocking (channel sends).
+//!
+//! # Observations in the store
+//!
+//! An established observation is recorded with [`Store::put_observation`](crate::store::Store)
+//! and removed when it ends or is cancelled (deregistration removes them with the
+//! registration). The stack does not expose CoAP tokens, so the record's `token` is the
+//! observation's [`Ticket`] number (8 bytes, big-endian): unique per server run. Restoring
+//! observations after a restart (matching notifications to them again) is not done yet.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use steward_coap::endpoint::Event;
+use steward_coap::message::{Request, Response};
+use steward_coap::stack::Stack;
+use steward_objects::{ContentFormat, Path};
+use steward_transport::Commander;
+use tokio::sync::{broadcast, oneshot};
+
+use crate::dm::{
+    Command, DeviceRequests, DmError, DmEvent, DownlinkRequest, DownlinkResponse, Notification,
+    SendReport, Ticket, handle_send,
+};
+use crate::lwm2m::identity::owns;
+use crate::lwm2m::{DomainEvent, Lwm2mServer, RegisteredClient};
+use crate::observation::ObservationRecord;
+use crate::registry::{PeerIdentity, Registration};
+
+type CoapStack = Stack<SocketAddr>;
+
+/// Events kept for slow subscribers before they start missing some.
+const EVENT_CAPACITY: usize = 4096;
+/// Extra time a caller waits past a request's own timeout before giving up on the service
+/// (which completes every request at its deadline; this only guards against a stopped timer).
+const WAIT_MARGIN: Duration = Duration::from_secs(5);
+
+/// Which listener a device talks to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Transport {
+    Coap,
+    Coaps,
+}
+
+impl Transport {
+    fn of(identity: &PeerIdentity) -> Transport {
+        match identity {
+            PeerIdentity::Unsecured => Transport::Coap,
+            _ => Transport::Coaps,
+        }
+    }
+}
+
+/// Something that happened on a device, as the server saw it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum DeviceEvent {
+    /// A new registration (stored); `replaced`: the endpoint had one before (a reboot).
+    Registered {
+        endpoint: String,
+        registration_id: String,
+        replaced: bool,
+    },
+    Updated {
+        endpoint: String,
+    },
+    Deregistered {
+        endpoint: String,
+    },
+    Expired {
+        endpoint: String,
+    },
+    /// A notification of an established observation.
+    Notification(Notification),
+    /// An observation ended (error notification, reset, device gone, cancelled by us).
+    ObservationEnded {
+        ticket: Ticket,
+        endpoint: String,
+        reason: DmError,
+    },
+    /// Values the device reported with Send (`POST /dp`).
+    Send(SendReport),
+    /// A queue-mode device that was asleep sent something.
+    Awake {
+        endpoint: String,
+    },
+    /// A queue-mode device's awake window ran out: requests for it are queued.
+    Sleeping {
+        endpoint: String,
+    },
+}
+
+/// What a store write for observations is.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum ObservationChange {
+    Put(ObservationRecord),
+    Remove { endpoint: String, token: Vec<u8> },
+}
+
+/// Where observation changes go to be made durable (the runtime's store writer).
+pub(crate) type ObservationSink = Box<dyn Fn(ObservationChange) + Send + Sync>;
+
+/// An Observe request in flight or established, for its store record.
+#[derive(Debug, Clone)]
+struct ObserveMeta {
+    paths: Vec<Path>,
+    composite: bool,
+    format: Option<ContentFormat>,
+}
+
+#[derive(Debug, Clone)]
+struct Route {
+    address: String,
+    registration_id: String,
+}
+
+type Waiter = oneshot::Sender<Result<DownlinkResponse, DmError>>;
+
+struct HubState {
+    dm: DeviceRequests,
+    waiters: HashMap<Ticket, Waiter>,
+    observing: HashMap<Ticket, (String, ObserveMeta)>,
+    routes: HashMap<String, Route>,
+    /// address → transport, for the service's commands (which name the address only).
+    transports: HashMap<String, Transport>,
+}
+
+/// The shared core behind [`Devices`], the routers, the writer and the DM timer.
+pub(crate) struct Hub {
+    lwm2m: Arc<Mutex<Lwm2mServer>>,
+    state: Arc<Mutex<HubState>>,
+    coap: OnceLock<Commander<CoapStack>>,
+    coaps: OnceLock<Commander<CoapStack>>,
+    events: broadcast::Sender<DeviceEvent>,
+    sink: Mutex<Option<ObservationSink>>,
+    closed: AtomicBool,
+}
+
+impl Hub {
+    pub(crate) fn new(lwm2m: Arc<Mutex<Lwm2mServer>>, dm: DeviceRequests) -> Hub {
+        let (events, _) = broadcast::channel(EVENT_CAPACITY);
+        Hub {
+            lwm2m,
+            state: Arc::new(Mutex::new(HubState {
+                dm,
+                waiters: HashMap::new(),
+                observing: HashMap::new(),
+                routes: HashMap::new(),
+                transports: HashMap::new(),
+            })),
+            coap: OnceLock::new(),
+            coaps: OnceLock::new(),
+            events,
+            sink: Mutex::new(None),
+            closed: AtomicBool::new(false),
+        }
+    }
+
+    pub(crate) fn install(&self, transport: Transport, commander: Commander<CoapStack>) {
+        let slot = match transport {
+            Transport::Coap => &self.coap,
+            Transport::Coaps => &self.coaps,
+        };
+        let _ = slot.set(commander);
+    }
+
+    pub(crate) fn set_sink(&self, sink: ObservationSink) {
+        *lock_any(&self.sink) = Some(sink);
+    }
+
+    /// Stops taking requests: waiting callers get [`DmError::ServerStopped`], and the store
+    /// sink is dropped (so the writer can finish).
+    pub(crate) fn close(&self) {
+        self.closed.store(true, Ordering::SeqCst);
+        lock_any(&self.sink).take();
+        let mut st = self.lock_state();
+        for (_, waiter) in st.waiters.drain() {
+            let _ = waiter.send(Err(DmError::ServerStopped));
+        }
+    }
+
+    fn lock_state(&self) -> MutexGuard<'_, HubState> {
+        lock_any(&self.state)
+    }
+
+    /// The next instant the service has timed work.
+    pub(crate) fn poll_timeout(&self) -> Option<Instant> {
+        self.lock_state().dm.poll_timeout()
+    }
+
+    pub(crate) fn handle_timeout(&self, now: Instant) {
+        let mut st = self.lock_state();
+        if st.dm.poll_timeout().is_some_and(|t| t <= now) {
+            st.dm.handle_timeout(now);
+            self.pump(&mut st);
+        }
+    }
+
+    /// A stack event that is not a request (driver task): answers to our requests and
+    /// notifications.
+    pub(crate) fn on_stack_event(&self, now: Instant, event: &Event<SocketAddr>) {
+        let mut st = self.lock_state();
+        if st.dm.on_stack_event(now, event) {
+            self.pump(&mut st);
+        } else {
+            tracing::trace!(?event, "stack event for no device request");
+        }
+    }
+
+    /// Registration changes, once they are durable (writer thread).
+    pub(crate) fn on_domain_events(&self, events: &[DomainEvent]) {
+        let now = Instant::now();
+        for event in events {
+            match event {
+                DomainEvent::Registered {
+                    registration,
+                    replaced,
+                } => {
+                    if replaced.is_some() {
+                        // A new registration voids the old one's observations and exchanges
+                        // (the device forgot them: Transport §6.4.5).
+                        let mut st = self.lock_state();
+                        st.dm.on_deregistered(&registration.endpoint);
+                        self.pump(&mut st);
+                    }
+                    self.uplink(now, registration);
+                    self.publish(DeviceEvent::Registered {
+                        endpoint: registration.endpoint.clone(),
+                        registration_id: registration.id.clone(),
+                        replaced: replaced.is_some(),
+                    });
+                }
+                DomainEvent::Updated { current, .. } => {
+                    self.uplink(now, current);
+                    self.publish(DeviceEvent::Updated {
+                        endpoint: current.endpoint.clone(),
+                    });
+                }
+                DomainEvent::Deregistered { registration }
+                | DomainEvent::Expired { registration } => {
+                    let endpoint = &registration.endpoint;
+                    {
+                        let mut st = self.lock_state();
+                        st.dm.on_deregistered(endpoint);
+                        self.pump(&mut st);
+                        if st
+                            .routes
+                            .get(endpoint)
+                            .is_some_and(|r| r.registration_id == registration.id)
+                            && let Some(route) = st.routes.remove(endpoint)
+                        {
+                            st.transports.remove(&route.address);
+                        }
+                        st.observing.retain(|_, (ep, _)| ep != endpoint);
+                    }
+                    self.publish(match event {
+                        DomainEvent::Expired { .. } => DeviceEvent::Expired {
+                            endpoint: endpoint.clone(),
+                        },
+                        _ => DeviceEvent::Deregistered {
+                            endpoint: endpoint.clone(),
+                        },
+                    });
+                }
+            }
+        }
+    }
+
+    /// The device of this registration sent something: it is awake; its queue may go.
+    fn uplink(&self, now: Instant, registration: &Registration) {
+        let client = lock_any(&self.lwm2m)
+            .registrations()
+            .by_endpoint(&registration.endpoint)
+            .filter(|c| c.registration.id == registration.id)
+            .cloned();
+        let Some(client) = client else {
+            // Replaced or gone meanwhile: the newer event does the work.
+            return;
+        };
+        let mut st = self.lock_state();
+        note_route(&mut st, &client);
+        st.dm.on_uplink(now, &client);
+        self.pump(&mut st);
+    }
+
+    /// A Send (`POST /dp`) from `address` with `identity` (driver task): the response to give.
+    pub(crate) fn on_send(
+        &self,
+        now: Instant,
+        address: &str,
+        identity: &PeerIdentity,
+        request: &Request,
+    ) -> Response {
+        let client = {
+            let lwm2m = lock_any(&self.lwm2m);
+            let registrations = lwm2m.registrations();
+            let direct = match identity {
+                PeerIdentity::Psk(id) => std::str::from_utf8(id)
+                    .ok()
+                    .and_then(|ep| registrations.by_endpoint(ep)),
+                PeerIdentity::X509 { common_name } => registrations.by_endpoint(common_name),
+                PeerIdentity::Unsecured => None,
+            };
+            direct
+                .filter(|c| owns(&c.registration, identity, address))
+                .or_else(|| {
+                    registrations
+                        .iter()
+                        .find(|c| owns(&c.registration, identity, address))
+                })
+                .cloned()
+        };
+        let mut st = self.lock_state();
+        let (response, report) = handle_send(client.as_ref(), request, st.dm.models());
+        if let Some(client) = &client {
+            note_route(&mut st, client);
+            st.dm.on_uplink(now, client);
+            self.pump(&mut st);
+        }
+        drop(st);
+        match report {
+            Ok(report) => {
+                tracing::debug!(endpoint = %report.endpoint, entries = report.entries.len(), "send");
+                self.publish(DeviceEvent::Send(report));
+            }
+            Err(e) => tracing::debug!(%address, error = %e, "send refused"),
+        }
+        response
+    }
+
+    /// Carries out the service's commands and hands out its events, under the state lock.
+    fn pump(&self, st: &mut HubState) {
+        loop {
+            let mut idle = true;
+            while let Some(command) = st.dm.poll_command() {
+                idle = false;
+                self.execute(st, command);
+            }
+            while let Some(event) = st.dm.poll_event() {
+                idle = false;
+                self.deliver(st, event);
+            }
+            if idle {
+                return;
+            }
+        }
+    }
+
+    fn commander(&self, st: &HubState, address: &str) -> Option<&Commander<CoapStack>> {
+        match st.transports.get(address)? {
+            Transport::Coap => self.coap.get(),
+            Transport::Coaps => self.coaps.get(),
+        }
+    }
+
+    fn execute(&self, st: &mut HubState, command: Command) {
+        match command {
+            Command::Send {
+                ticket,
+                address,
+                request,
+                confirmable,
+            } => {
+                let peer: Option<SocketAddr> = address.parse().ok();
+                let (Some(peer), Some(commander)) = (peer, self.commander(st, &address)) else {
+                    // Left to the request's deadline, which fails it with a timeout.
+                    tracing::warn!(%ticket, %address, "no listener for this device: request not sent");
+                    return;
+                };
+                let state = Arc::clone(&self.state);
+                let sent = commander.command(move |stack: &mut CoapStack, now| {
+                    let id = stack.request(now, peer, request, confirmable);
+                    lock_any(&state).dm.sent(ticket, id);
+                });
+                if !sent {
+                    tracing::debug!(%ticket, "listener stopped: request not sent");
+                }
+            }
+            Command::Cancel { address, id } => {
+                let peer: Option<SocketAddr> = address.parse().ok();
+                if let (Some(peer), Some(commander)) = (peer, self.commander(st, &address)) {
+                    commander.command(move |stack: &mut CoapStack, now| {
+                        stack.cancel(now, peer, id);
+                    });
+                }
+            }
+        }
+    }
+
+    fn deliver(&self, st: &mut HubState, event: DmEvent) {
+        match event {
+            DmEvent::Completed {
+                ticket,
+                endpoint,
+                result,
+            } => {
+                let established = matches!(
+                    &result,
+                    Ok(DownlinkResponse::Observe {
+                        observe: Some(_),
+                        ..
+                    } | DownlinkResponse::ObserveComposite {
+                        observe: Some(_),
+                        ..
+                    })
+                );
+                if established {
+                    if let Some((_, meta)) = st.observing.get(&ticket) {
+                        let record = ObservationRecord {
+                            token: ticket.id().to_be_bytes().to_vec(),
+                            endpoint: endpoint.clone(),
+                            registration_id: st
+                                .routes
+                                .get(&endpoint)
+                                .map(|r| r.registration_id.clone())
+                                .unwrap_or_default(),
+                            paths: meta.paths.iter().map(ToString::to_string).collect(),
+                            composite: meta.composite,
+                            content_format: meta.format.map(ContentFormat::code),
+                            created_ms: unix_ms(),
+                        };
+                        self.store(ObservationChange::Put(record));
+                    }
+                } else {
+                    st.observing.remove(&ticket);
+                }
+                if let Some(waiter) = st.waiters.remove(&ticket) {
+                    let _ = waiter.send(result);
+                }
+            }
+            DmEvent::Notification(n) => self.publish(DeviceEvent::Notification(n)),
+            DmEvent::ObservationEnded {
+                ticket,
+                endpoint,
+                reason,
+            } => {
+                if st.observing.remove(&ticket).is_some() {
+                    self.store(ObservationChange::Remove {
+                        endpoint: endpoint.clone(),
+                        token: ticket.id().to_be_bytes().to_vec(),
+                    });
+                }
+                self.publish(DeviceEvent::ObservationEnded {
+                    ticket,
+                    endpoint,
+                    reason,
+                });
+            }
+            DmEvent::Awake { endpoint } => self.publish(DeviceEvent::Awake { endpoint }),
+            DmEvent::Sleeping { endpoint } => self.publish(DeviceEvent::Sleeping { endpoint }),
+        }
+    }
+
+    fn store(&self, change: ObservationChange) {
+        match lock_any(&self.sink).as_ref() {
+            Some(sink) => sink(change),
+            None => tracing::debug!(?change, "store writer stopped: observation change dropped"),
+        }
+    }
+
+    fn publish(&self, event: DeviceEvent) {
+        // No subscriber is fine: nobody is listening.
+        let _ = self.events.send(event);
+    }
+}
+
+fn note_route(st: &mut HubState, client: &RegisteredClient) {
+    let r = &client.registration;
+    let transport = Transport::of(&r.identity);
+    if let Some(old) = st.routes.get(&r.endpoint)
+        && old.address != r.address
+    {
+        let old = old.address.clone();
+        st.transports.remove(&old);
+    }
+    st.transports.insert(r.address.clone(), transport);
+    st.routes.insert(
+        r.endpoint.clone(),
+        Route {
+            address: r.address.clone(),
+            registration_id: r.id.clone(),
+        },
+    );
+}
+
+/// The server's device-management handle: requests to devices and the stream of what they
+/// report. Cheap to clone; every clone talks to the same server.
+#[derive(Clone)]
+pub struct Devices {
+    hub: Arc<Hub>,
+}
+
+/// A request handed to the service, waiting for its outcome.
+pub struct PendingRequest {
+    ticket: Ticket,
+    rx: oneshot::Receiver<Result<DownlinkResponse, DmError>>,
+    timeout: Duration,
+    hub: Arc<Hub>,
+}
+
+impl PendingRequest {
+    pub fn ticket(&self) -> Ticket {
+        self.ticket
+    }
+
+    /// The device's answer, or why there is none.
+    pub async fn outcome(self) -> Result<DownlinkResponse, DmError> {
+        match tokio::time::timeout(self.timeout + WAIT_MARGIN, self.rx).await {
+            Ok(Ok(result)) => result,
+            Ok(Err(_)) => Err(DmError::ServerStopped),
+            Err(_) => {
+                self.hub.lock_state().waiters.remove(&self.ticket);
+                Err(DmError::Timeout)
+            }
+        }
+    }
+}
+
+/// The stream of [`DeviceEvent`]s from [`Devices::events`].
+pub struct DeviceEvents {
+    rx: broadcast::Receiver<DeviceEvent>,
+}
+
+impl DeviceEvents {
+    /// The next event; `None` once the server is gone. Events missed by a subscriber that
+    /// fell more than a few thousand behind are skipped (with a warning).
+    pub async fn next(&mut self) -> Option<DeviceEvent> {
+        loop {
+            match self.rx.recv().await {
+                Ok(event) => return Some(event),
+                Err(broadcast::error::RecvError::Lagged(n)) => {
+                    tracing::warn!(missed = n, "device event subscriber fell behind");
+                }
+                Err(broadcast::error::RecvError::Closed) => return None,
+            }
+        }
+    }
+
+    /// The next event already there, without waiting.
+    pub fn try_next(&mut self) -> Option<DeviceEvent> {
+        loop {
+            match self.rx.try_recv() {
+                Ok(event) => return Some(event),
+                Err(broadcast::error::TryRecvError::Lagged(n)) => {
+                    tracing::warn!(missed = n, "device event subscriber fell behind");
+                }
+                Err(_) => return None,
+            }
+        }
+    }
+}
+
+impl Devices {
+    pub(crate) fn new(hub: Arc<Hub>) -> Devices {
+        Devices { hub }
+    }
+
+    /// Sends `request` to `endpoint` (or queues it while a queue-mode device sleeps) and
+    /// waits for the answer. `timeout` covers the whole life of the request, queueing
+    /// included.
+    pub async fn request(
+        &self,
+        endpoint: &str,
+        request: DownlinkRequest,
+        timeout: Duration,
+    ) -> Result<DownlinkResponse, DmError> {
+        let cancel = match &request {
+            DownlinkRequest::CancelObservation { path } => Some(vec![*path]),
+            DownlinkRequest::CancelCompositeObservation { paths, .. } => Some(paths.clone()),
+            _ => None,
+        };
+        let result = self.start(endpoint, request, timeout)?.outcome().await;
+        if let (Ok(_), Some(paths)) = (&result, cancel) {
+            // The device stopped notifying: end our side of those observations too.
+            let tickets: Vec<Ticket> = self
+                .observations()
+                .into_iter()
+                .filter(|(_, ep, p)| ep == endpoint && *p == paths)
+                .map(|(t, _, _)| t)
+                .collect();
+            for ticket in tickets {
+                self.cancel_observation(ticket);
+            }
+        }
+        result
+    }
+
+    /// Hands `request` to the service and returns at once; await
+    /// [`PendingRequest::outcome`] for the answer. Fails at once for what can be checked
+    /// before sending (unknown endpoint, invalid request, full queue).
+    pub fn start(
+        &self,
+        endpoint: &str,
+        request: DownlinkRequest,
+        timeout: Duration,
+    ) -> Result<PendingRequest, DmError> {
+        if self.hub.closed.load(Ordering::SeqCst) {
+            return Err(DmError::ServerStopped);
+        }
+        let meta = match &request {
+            DownlinkRequest::Observe { path, format } => Some(ObserveMeta {
+                paths: vec![*path],
+                composite: false,
+                format: *format,
+            }),
+            DownlinkRequest::ObserveComposite { paths, format } => Some(ObserveMeta {
+                paths: paths.clone(),
+                composite: true,
+                format: *format,
+            }),
+            _ => None,
+        };
+        let lwm2m = lock_any(&self.hub.lwm2m);
+        let mut st = self.hub.lock_state();
+        if let Some(client) = lwm2m.registrations().by_endpoint(endpoint) {
+            // Registrations restored at start have not sent anything yet: learn their route.
+            if !st.routes.contains_key(endpoint) {
+                note_route(&mut st, client);
+            }
+        }
+        let ticket = st.dm.send(
+            Instant::now(),
+            lwm2m.registrations(),
+            endpoint,
+            request,
+            timeout,
+        )?;
+        drop(lwm2m);
+        let (tx, rx) = oneshot::channel();
+        st.waiters.insert(ticket, tx);
+        if let Some(meta) = meta {
+            st.observing.insert(ticket, (endpoint.to_owned(), meta));
+        }
+        self.hub.pump(&mut st);
+        Ok(PendingRequest {
+            ticket,
+            rx,
+            timeout,
+            hub: Arc::clone(&self.hub),
+        })
+    }
+
+    /// Ends an observation passively (the device's next notification gets a Reset) and
+    /// removes it from the store. False when `ticket` is no established observation.
+    pub fn cancel_observation(&self, ticket: Ticket) -> bool {
+        let mut st = self.hub.lock_state();
+        if !st.dm.cancel_observation(ticket) {
+            return false;
+        }
+        if let Some((endpoint, _)) = st.observing.remove(&ticket) {
+            self.hub.store(ObservationChange::Remove {
+                endpoint: endpoint.clone(),
+                token: ticket.id().to_be_bytes().to_vec(),
+            });
+            self.hub.publish(DeviceEvent::ObservationEnded {
+                ticket,
+                endpoint,
+                reason: DmError::InvalidRequest {
+                    operation: "Observe",
+                    reason: "cancelled by the server".into(),
+                },
+            });
+        }
+        self.hub.pump(&mut st);
+        true
+    }
+
+    /// Subscribes to what devices report from now on.
+    pub fn events(&self) -> DeviceEvents {
+        DeviceEvents {
+            rx: self.hub.events.subscribe(),
+        }
+    }
+
+    /// Established observations: ticket, endpoint, observed paths.
+    pub fn observations(&self) -> Vec<(Ticket, String, Vec<Path>)> {
+        self.hub.lock_state().dm.observations()
+    }
+
+    /// Requests waiting for a sleeping queue-mode device.
+    pub fn queued(&self, endpoint: &str) -> usize {
+        self.hub.lock_state().dm.queued(endpoint)
+    }
+
+    /// True while a queue-mode device counts as awake (after an uplink, for the awake
+    /// window). Always false for a device that sent nothing since the server started.
+    pub fn is_awake(&self, endpoint: &str) -> bool {
+        self.hub.lock_state().dm.is_awake(Instant::now(), endpoint)
+    }
+
+    /// The endpoint's current registration.
+    pub fn registration(&self, endpoint: &str) -> Option<Registration> {
+        lock_any(&self.hub.lwm2m)
+            .registrations()
+            .by_endpoint(endpoint)
+            .map(|c| c.registration.clone())
+    }
+}
+
+fn unix_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+fn lock_any<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}

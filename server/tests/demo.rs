@@ -1,0 +1,54 @@
+//! `steward demo` in-process on free ports: every step passes and the summary lists each one.
+
+use steward::demo::{self, DemoOptions, STEPS};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_demo_passes_every_step() {
+    let options = DemoOptions {
+        coap_port: 0,
+        coaps_port: 0,
+        ..DemoOptions::default()
+    };
+    let mut out: Vec<u8> = Vec::new();
+    let summary = demo::run(&options, &mut out)
+        .await
+        .unwrap_or_else(|e| panic!("the demo could not run: {e}"));
+    let text = String::from_utf8_lossy(&out);
+    assert!(summary.passed(), "{text}");
+    assert_eq!(summary.failures(), 0, "{text}");
+    let names: Vec<&str> = summary.steps.iter().map(|s| s.name.as_str()).collect();
+    assert_eq!(names, STEPS, "{text}");
+
+    let (_, tail) = text
+        .split_once("Summary:")
+        .unwrap_or_else(|| panic!("no summary in {text}"));
+    assert!(
+        tail.contains(&format!("{}/{} steps passed", STEPS.len(), STEPS.len())),
+        "{text}"
+    );
+    for step in STEPS {
+        assert!(
+            tail.contains(&format!("✓ {step}")),
+            "{step} missing from the summary:\n{text}"
+        );
+    }
+    for operation in [
+        "Register",
+        "Read",
+        "Write",
+        "Execute",
+        "Observe",
+        "De-register",
+    ] {
+        assert!(
+            summary.percentile(operation, 50).is_some(),
+            "no {operation} latency"
+        );
+        assert!(
+            tail.contains(operation),
+            "{operation} missing from the latency table"
+        );
+    }
+    assert!(text.contains("delayed until wake-up"), "{text}");
+    assert!(tail.contains("demo passed"), "{text}");
+}
