@@ -1,15 +1,19 @@
 //! The npm `lwm2m-node-lib` client (LwM2M 1.0, text format, no DTLS; installed by
-//! `interop/install-peers`) registers with `steward serve` over plain CoAP.
+//! `interop/install-peers`) registers with `steward serve` over plain CoAP and answers the
+//! server's read of a single resource.
 
 use std::path::PathBuf;
 use std::time::Duration;
 
 use steward::config::Config;
+use steward::dm::request::DownlinkRequest;
+use steward::dm::response::DownlinkResponse;
 use steward::runtime;
+use steward_objects::{ContentFormat, Node, Path, Resource, Value};
 use tokio::io::{AsyncBufReadExt, BufReader};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn lwm2m_node_lib_registers_with_steward() {
+async fn lwm2m_node_lib_registers_and_answers_a_read() {
     let data = std::env::temp_dir().join(format!("steward-node-interop-{}", std::process::id()));
     let config = Config {
         coap_port: 0,
@@ -53,6 +57,26 @@ async fn lwm2m_node_lib_registers_with_steward() {
         registration.id
     );
     assert_eq!(registration.version, steward::registry::Lwm2mVersion::V1_0);
+
+    // A read of /3/0/0 (Manufacturer) as text/plain, the format this client speaks.
+    let read = DownlinkRequest::Read {
+        path: Path::Resource(3, 0, 0),
+        format: Some(ContentFormat::Text),
+    };
+    let answer = server
+        .devices()
+        .request("node-client-1", read, Duration::from_secs(10))
+        .await
+        .expect("the client answers the read");
+    match answer {
+        DownlinkResponse::Read { node, .. } => assert_eq!(
+            node,
+            Some(Node::Resource(Resource::Single(Value::String(
+                "Node Manufacturer".into()
+            ))))
+        ),
+        other => panic!("expected a read response, got {other:?}"),
+    }
     let _ = child.kill().await;
     server.shutdown().await.expect("clean shutdown");
     let _ = std::fs::remove_dir_all(&data);
