@@ -10,12 +10,15 @@
 //!   requests and sends its registration requests. [`Client`] owns a stack too and is what
 //!   the tokio UDP driver runs (it implements `steward_transport::Machine`).
 //! - [`firmware`]: the Firmware Update object's state machine and package format.
+//! - [`dtls`]: a [`Client`] over DTLS (PSK or X.509), reconnecting and registering again when
+//!   its session fails.
 //! - [`fleet`]: many devices from one process (shards of sockets, not a task per device).
 //! - [`harness`]: runs a `SimDevice` on a `Pair` against an in-test server.
 //!
 //! Like the CoAP layer, nothing here reads a clock: every call takes `now`.
 
 pub mod device;
+pub mod dtls;
 pub mod firmware;
 pub mod fleet;
 pub mod harness;

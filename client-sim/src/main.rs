@@ -2,6 +2,8 @@
 //!
 //! ```text
 //! steward-client --server 127.0.0.1:5683 --endpoint NAME --lwm2m 1.1 [--count N]
+//! steward-client --server 127.0.0.1:5684 --endpoint NAME --psk-identity NAME --psk-key HEX
+//! steward-client --server 127.0.0.1:5684 --endpoint CN --cert dev.pem --key dev.key --ca ca.pem
 //! steward-client fleet --server 127.0.0.1:5683 --count 100000 --rate 5000 --lifetime 300 \
 //!     [--duration S] [--deregister]
 //! steward-client bench [--count 100000] [--steward target/release/steward]
@@ -9,13 +11,17 @@
 //!
 //! Without a subcommand: registers N devices (one socket and one task each: a server addresses
 //! a device by its source address), keeps them registered, answers the server's requests,
-//! prints progress, and deregisters on Ctrl-C. `fleet` runs many devices on a few worker tasks
+//! prints progress, and deregisters on Ctrl-C. With `--psk-identity`/`--psk-key` or
+//! `--cert`/`--key`/`--ca` the (single) device talks CoAP over DTLS (see
+//! `steward_client::dtls`): `--ca` holds the CA certificate(s) the server's chain must end at,
+//! or the server's own (e.g. self-signed) certificate to pin. `fleet` runs many devices on a few worker tasks
 //! (see `steward_client::fleet`) with a progress bar and a latency summary; `bench` measures
 //! a `steward serve` child process (see `bench.rs`).
 
 use std::collections::hash_map::DefaultHasher;
 use std::hash::{Hash, Hasher};
 use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -25,12 +31,15 @@ mod bench;
 mod fleet_cmd;
 
 use clap::{Parser, Subcommand};
+use steward_client::dtls::DtlsEvent;
 use steward_client::registration::RegistrationEvent;
 use steward_client::{Client, DeviceConfig, DeviceEvent};
 use steward_coap::endpoint::Config;
 use steward_coap::stack::StackConfig;
+use steward_dtls::{ClientCertificate, ClientConfig, ClientCredentials, ServerTrust};
 use steward_objects::Version;
 use steward_transport::Handle;
+use steward_transport::dtls_client::{Backoff, LinkEvent};
 use steward_transport::udp::{self, UdpConfig};
 
 #[derive(Debug, Parser)]
@@ -74,6 +83,83 @@ struct Args {
     /// Register in queue mode.
     #[arg(long)]
     queue: bool,
+    /// DTLS with a pre-shared key: the PSK identity (usually the endpoint name).
+    #[arg(
+        long,
+        value_name = "IDENTITY",
+        requires = "psk_key",
+        conflicts_with = "cert"
+    )]
+    psk_identity: Option<String>,
+    /// DTLS with a pre-shared key: the key, in hex.
+    #[arg(long, value_name = "HEX", requires = "psk_identity", value_parser = parse_hex)]
+    psk_key: Option<Vec<u8>>,
+    /// DTLS with a certificate: the device's certificate chain (PEM, leaf first; CN = endpoint).
+    #[arg(long, value_name = "PEM", requires_all = ["key", "ca"])]
+    cert: Option<PathBuf>,
+    /// DTLS with a certificate: the device's P-256 private key (PEM, PKCS#8).
+    #[arg(long, value_name = "PEM", requires = "cert")]
+    key: Option<PathBuf>,
+    /// DTLS with a certificate: CA certificate(s) or the pinned server certificate (PEM).
+    #[arg(long, value_name = "PEM", requires = "cert")]
+    ca: Option<PathBuf>,
+}
+
+/// Why the single-device mode could not run.
+#[derive(Debug, thiserror::Error)]
+enum RunError {
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+    #[error("cannot read {}: {source}", path.display())]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    Dtls(#[from] steward_dtls::DtlsError),
+    #[error("DTLS runs one device: --count must be 1")]
+    DtlsCount,
+}
+
+fn parse_hex(s: &str) -> Result<Vec<u8>, String> {
+    let s = s.trim();
+    if s.is_empty() || !s.len().is_multiple_of(2) {
+        return Err("expected an even number of hex digits".into());
+    }
+    (0..s.len())
+        .step_by(2)
+        .map(|i| {
+            s.get(i..i + 2)
+                .and_then(|b| u8::from_str_radix(b, 16).ok())
+                .ok_or_else(|| format!("not hex: {s:?}"))
+        })
+        .collect()
+}
+
+fn read(path: &Path) -> Result<String, RunError> {
+    std::fs::read_to_string(path).map_err(|source| RunError::Read {
+        path: path.to_owned(),
+        source,
+    })
+}
+
+/// The DTLS credentials the flags ask for, if any.
+fn credentials(args: &Args) -> Result<Option<ClientCredentials>, RunError> {
+    if let (Some(identity), Some(key)) = (&args.psk_identity, &args.psk_key) {
+        return Ok(Some(ClientCredentials::Psk {
+            identity: identity.as_bytes().to_vec(),
+            key: key.clone(),
+        }));
+    }
+    if let (Some(cert), Some(key), Some(ca)) = (&args.cert, &args.key, &args.ca) {
+        let certificate = ClientCertificate::from_pem(&read(cert)?, &read(key)?)?;
+        let server = ServerTrust::from_pem(&read(ca)?)?;
+        return Ok(Some(ClientCredentials::Certificate {
+            certificate,
+            server,
+        }));
+    }
+    Ok(None)
 }
 
 pub(crate) fn parse_version(s: &str) -> Result<Version, String> {
@@ -122,7 +208,11 @@ fn main() -> ExitCode {
     }
 }
 
-async fn run(args: Args) -> std::io::Result<()> {
+async fn run(args: Args) -> Result<(), RunError> {
+    let dtls = credentials(&args)?;
+    if dtls.is_some() && args.count != 1 {
+        return Err(RunError::DtlsCount);
+    }
     let progress = Arc::new(Progress::default());
     let verbose = args.count <= 10;
     let clock = SystemTime::now()
@@ -142,7 +232,8 @@ async fn run(args: Args) -> std::io::Result<()> {
         let mut config = DeviceConfig::new(endpoint.clone(), args.lwm2m);
         config.lifetime = args.lifetime;
         config.queue_mode = args.queue;
-        config.server_uri = format!("coap://{}", args.server);
+        let scheme = if dtls.is_some() { "coaps" } else { "coap" };
+        config.server_uri = format!("{scheme}://{}", args.server);
         config.clock = clock;
         let stack = StackConfig {
             endpoint: Config {
@@ -156,6 +247,21 @@ async fn run(args: Args) -> std::io::Result<()> {
         client
             .device
             .set_peer_resolver(steward_client::firmware::ip_resolver);
+        if let Some(credentials) = &dtls {
+            let progress = Arc::clone(&progress);
+            let config = ClientConfig::new(args.server, credentials.clone());
+            let (handle, _task) = steward_client::dtls::spawn(
+                config,
+                Backoff::default(),
+                client,
+                move |_, _, event| match event {
+                    DtlsEvent::Device(event) => report(&endpoint, &event, &progress, verbose),
+                    DtlsEvent::Link(event) => println!("{endpoint}: {}", describe_link(&event)),
+                },
+            );
+            handles.push(handle);
+            continue;
+        }
         let (socket, _) = udp::bind(&UdpConfig {
             bind,
             recv_buffer: 64 << 10,
@@ -263,6 +369,19 @@ fn describe(event: &DeviceEvent) -> String {
             format!("firmware state {state:?}, update result {result}")
         }
         DeviceEvent::FirmwareUpdated { version } => format!("firmware updated to {version}"),
+    }
+}
+
+fn describe_link(event: &LinkEvent) -> String {
+    match event {
+        LinkEvent::Connected { local, reconnect } => {
+            let again = if *reconnect { " again" } else { "" };
+            format!("DTLS session up{again} (from {local})")
+        }
+        LinkEvent::HandshakeFailed { error, retry_in } => {
+            format!("DTLS handshake failed ({error}), retrying in {retry_in:?}")
+        }
+        LinkEvent::Lost { reason } => format!("DTLS session lost ({reason}), reconnecting"),
     }
 }
 

@@ -15,6 +15,15 @@
 //! | accept NoSec registrations | `[lwm2m] allow_unsecured` | `STEWARD_ALLOW_UNSECURED` | `--allow-unsecured[=BOOL]` | false |
 //! | lifetime when `lt` is absent (s) | `[lwm2m] default_lifetime` | `STEWARD_DEFAULT_LIFETIME` | `--default-lifetime` | 86400 |
 //! | grace before expiry (s) | `[lwm2m] expiry_grace` | `STEWARD_EXPIRY_GRACE` | `--expiry-grace` | 93 |
+//! | trusted device CAs (PEM files) | `[dtls] device_cas` | `STEWARD_DEVICE_CAS` (comma-separated) | `--device-ca` (repeatable) | none |
+//! | server certificate chain (PEM) | `[dtls] certificate` | `STEWARD_DTLS_CERT` | `--dtls-cert` | generated |
+//! | server private key (PEM, P-256) | `[dtls] private_key` | `STEWARD_DTLS_KEY` | `--dtls-key` | generated |
+//!
+//! Certificate mode (X.509 devices) is on when at least one device CA is configured; a layer
+//! that names CAs replaces the list of the layers below (lists are not merged). The server's
+//! certificate and key go together; without them a self-signed certificate is generated into
+//! the data directory on first start (see `tls`). A server certificate without device CAs is
+//! refused as a configuration error: nothing could use it.
 //!
 //! Port 0 asks the system for a free port (tests). `allow_unsecured` is off by default:
 //! Transport §5.3 allows NoSec only with lower-layer security, which the server cannot see;
@@ -44,6 +53,17 @@ pub struct Config {
     pub allow_unsecured: bool,
     pub default_lifetime: u32,
     pub expiry_grace_secs: u64,
+    /// PEM files of the CAs whose device certificates are accepted (certificate mode).
+    pub device_cas: Vec<PathBuf>,
+    /// The server's certificate chain and key (PEM); `None`: generated in the data directory.
+    pub dtls_certificate: Option<DtlsCertificatePaths>,
+}
+
+/// Where the server's DTLS certificate chain and private key are.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DtlsCertificatePaths {
+    pub certificate: PathBuf,
+    pub private_key: PathBuf,
 }
 
 impl Default for Config {
@@ -56,6 +76,8 @@ impl Default for Config {
             allow_unsecured: false,
             default_lifetime: crate::lwm2m::server::DEFAULT_LIFETIME,
             expiry_grace_secs: DEFAULT_EXPIRY_GRACE_SECS,
+            device_cas: Vec::new(),
+            dtls_certificate: None,
         }
     }
 }
@@ -70,6 +92,9 @@ pub struct Settings {
     pub allow_unsecured: Option<bool>,
     pub default_lifetime: Option<u32>,
     pub expiry_grace_secs: Option<u64>,
+    pub device_cas: Option<Vec<PathBuf>>,
+    pub dtls_cert: Option<PathBuf>,
+    pub dtls_key: Option<PathBuf>,
 }
 
 /// The flags of `steward serve`, as clap parses them.
@@ -99,6 +124,16 @@ pub struct ServeArgs {
     /// Seconds added to every lifetime before a registration expires [default: 93].
     #[arg(long, value_name = "SECONDS")]
     pub expiry_grace: Option<u64>,
+    /// PEM file of a CA whose device certificates are accepted; repeat for several
+    /// [default: none, no certificate mode].
+    #[arg(long = "device-ca", value_name = "PEM")]
+    pub device_cas: Vec<PathBuf>,
+    /// The server's DTLS certificate chain, PEM [default: generated in the data directory].
+    #[arg(long, value_name = "PEM")]
+    pub dtls_cert: Option<PathBuf>,
+    /// The server's DTLS private key, PEM PKCS#8 P-256 [default: generated].
+    #[arg(long, value_name = "PEM")]
+    pub dtls_key: Option<PathBuf>,
 }
 
 impl ServeArgs {
@@ -111,6 +146,9 @@ impl ServeArgs {
             allow_unsecured: self.allow_unsecured,
             default_lifetime: self.default_lifetime,
             expiry_grace_secs: self.expiry_grace,
+            device_cas: (!self.device_cas.is_empty()).then(|| self.device_cas.clone()),
+            dtls_cert: self.dtls_cert.clone(),
+            dtls_key: self.dtls_key.clone(),
         }
     }
 }
@@ -144,6 +182,15 @@ struct FileConfig {
     bind: Option<IpAddr>,
     data_dir: Option<PathBuf>,
     lwm2m: Option<FileLwm2m>,
+    dtls: Option<FileDtls>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileDtls {
+    device_cas: Option<Vec<PathBuf>>,
+    certificate: Option<PathBuf>,
+    private_key: Option<PathBuf>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -164,6 +211,7 @@ impl Settings {
             message: e.to_string().trim_end().to_owned(),
         })?;
         let lwm2m = file.lwm2m.unwrap_or_default();
+        let dtls = file.dtls.unwrap_or_default();
         Ok(Settings {
             bind: file.bind,
             coap_port: lwm2m.coap_port,
@@ -172,6 +220,9 @@ impl Settings {
             allow_unsecured: lwm2m.allow_unsecured,
             default_lifetime: lwm2m.default_lifetime,
             expiry_grace_secs: lwm2m.expiry_grace,
+            device_cas: dtls.device_cas,
+            dtls_cert: dtls.certificate,
+            dtls_key: dtls.private_key,
         })
     }
 
@@ -210,6 +261,17 @@ impl Settings {
                     s.default_lifetime = Some(parse_env(&var, v, "seconds (0-4294967295)")?);
                 }
                 "EXPIRY_GRACE" => s.expiry_grace_secs = Some(parse_env(&var, v, "seconds")?),
+                "DEVICE_CAS" => {
+                    s.device_cas = Some(
+                        v.split(',')
+                            .map(str::trim)
+                            .filter(|p| !p.is_empty())
+                            .map(PathBuf::from)
+                            .collect(),
+                    );
+                }
+                "DTLS_CERT" => s.dtls_cert = Some(PathBuf::from(v)),
+                "DTLS_KEY" => s.dtls_key = Some(PathBuf::from(v)),
                 // The config file path, read by `Config::load`; RUST_LOG is not ours.
                 "CONFIG" => {}
                 _ => unknown.push(var.clone()),
@@ -247,6 +309,8 @@ impl Config {
     /// Folds the layers over the defaults, lowest first: file, environment, flags.
     pub fn resolve(layers: &[Settings]) -> Result<Config, ConfigError> {
         let mut c = Config::default();
+        let mut cert: Option<PathBuf> = None;
+        let mut key: Option<PathBuf> = None;
         for l in layers {
             c.bind = l.bind.unwrap_or(c.bind);
             c.coap_port = l.coap_port.unwrap_or(c.coap_port);
@@ -257,7 +321,33 @@ impl Config {
             c.allow_unsecured = l.allow_unsecured.unwrap_or(c.allow_unsecured);
             c.default_lifetime = l.default_lifetime.unwrap_or(c.default_lifetime);
             c.expiry_grace_secs = l.expiry_grace_secs.unwrap_or(c.expiry_grace_secs);
+            if let Some(cas) = &l.device_cas {
+                c.device_cas.clone_from(cas);
+            }
+            if l.dtls_cert.is_some() {
+                cert.clone_from(&l.dtls_cert);
+            }
+            if l.dtls_key.is_some() {
+                key.clone_from(&l.dtls_key);
+            }
         }
+        c.dtls_certificate = match (cert, key) {
+            (None, None) => None,
+            (Some(certificate), Some(private_key)) => Some(DtlsCertificatePaths {
+                certificate,
+                private_key,
+            }),
+            (Some(_), None) => {
+                return Err(ConfigError::Invalid(
+                    "dtls certificate given without its private key".into(),
+                ));
+            }
+            (None, Some(_)) => {
+                return Err(ConfigError::Invalid(
+                    "dtls private key given without its certificate".into(),
+                ));
+            }
+        };
         c.validate()?;
         Ok(c)
     }
@@ -295,6 +385,16 @@ impl Config {
                 self.coap_port
             )));
         }
+        if self.dtls_certificate.is_some() && self.device_cas.is_empty() {
+            return Err(ConfigError::Invalid(
+                "a dtls certificate is configured but no device CA: certificate mode needs \
+                 device_cas"
+                    .into(),
+            ));
+        }
+        if self.device_cas.iter().any(|p| p.as_os_str().is_empty()) {
+            return Err(ConfigError::Invalid("an empty device CA path".into()));
+        }
         if self.expiry_grace_secs > MAX_EXPIRY_GRACE_SECS {
             return Err(ConfigError::Invalid(format!(
                 "expiry_grace {} s is longer than a day",
@@ -317,13 +417,19 @@ impl fmt::Display for Config {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "coap {} coaps {} data {} allow_unsecured {} default_lifetime {} s expiry_grace {} s",
+            "coap {} coaps {} data {} allow_unsecured {} default_lifetime {} s expiry_grace {} s \
+             device_cas {} dtls_certificate {}",
             self.coap_addr(),
             self.coaps_addr(),
             self.data_dir.display(),
             self.allow_unsecured,
             self.default_lifetime,
-            self.expiry_grace_secs
+            self.expiry_grace_secs,
+            self.device_cas.len(),
+            self.dtls_certificate.as_ref().map_or_else(
+                || "generated".to_owned(),
+                |p| p.certificate.display().to_string()
+            )
         )
     }
 }
@@ -524,6 +630,116 @@ mod tests {
             ..Settings::default()
         };
         assert!(Config::resolve(&[empty]).is_err());
+    }
+
+    #[test]
+    fn dtls_settings_flag_beats_env_beats_file() {
+        let f = file(
+            r#"
+            [dtls]
+            device_cas = ["/file/ca1.pem", "/file/ca2.pem"]
+            certificate = "/file/cert.pem"
+            private_key = "/file/key.pem"
+            "#,
+        );
+        let c = Config::resolve(std::slice::from_ref(&f)).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            c.device_cas,
+            [
+                PathBuf::from("/file/ca1.pem"),
+                PathBuf::from("/file/ca2.pem")
+            ]
+        );
+        assert_eq!(
+            c.dtls_certificate,
+            Some(DtlsCertificatePaths {
+                certificate: "/file/cert.pem".into(),
+                private_key: "/file/key.pem".into(),
+            })
+        );
+
+        let (e, unknown) = Settings::from_env(env(&[
+            ("STEWARD_DEVICE_CAS", "/env/a.pem, /env/b.pem"),
+            ("STEWARD_DTLS_KEY", "/env/key.pem"),
+        ]))
+        .unwrap_or_else(|e| panic!("{e}"));
+        assert!(unknown.is_empty());
+        let a = args(&[
+            "--device-ca",
+            "/flag/x.pem",
+            "--device-ca",
+            "/flag/y.pem",
+            "--dtls-cert",
+            "/flag/cert.pem",
+        ])
+        .settings();
+
+        let c =
+            Config::resolve(&[f.clone(), e.clone(), a.clone()]).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            c.device_cas,
+            [PathBuf::from("/flag/x.pem"), PathBuf::from("/flag/y.pem")],
+            "flag list replaces the env list"
+        );
+        assert_eq!(
+            c.dtls_certificate,
+            Some(DtlsCertificatePaths {
+                certificate: "/flag/cert.pem".into(),
+                private_key: "/env/key.pem".into(),
+            }),
+            "certificate from the flag, key from the env"
+        );
+        let c = Config::resolve(&[f.clone(), e]).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            c.device_cas,
+            [PathBuf::from("/env/a.pem"), PathBuf::from("/env/b.pem")],
+            "env over file"
+        );
+        assert_eq!(
+            c.dtls_certificate.map(|p| p.certificate),
+            Some(PathBuf::from("/file/cert.pem")),
+            "file over default"
+        );
+        // No flags: nothing from them (an empty --device-ca list is no layer).
+        assert_eq!(args(&[]).settings().device_cas, None);
+    }
+
+    #[test]
+    fn dtls_certificate_needs_key_and_device_cas() {
+        let only_cert = Settings {
+            device_cas: Some(vec!["/ca.pem".into()]),
+            dtls_cert: Some("/cert.pem".into()),
+            ..Settings::default()
+        };
+        let e = Config::resolve(&[only_cert]).err().map(|e| e.to_string());
+        assert!(
+            e.as_deref()
+                .is_some_and(|e| e.contains("without its private key")),
+            "{e:?}"
+        );
+        let no_ca = Settings {
+            dtls_cert: Some("/cert.pem".into()),
+            dtls_key: Some("/key.pem".into()),
+            ..Settings::default()
+        };
+        let e = Config::resolve(&[no_ca]).err().map(|e| e.to_string());
+        assert!(
+            e.as_deref().is_some_and(|e| e.contains("no device CA")),
+            "{e:?}"
+        );
+        let cas_only = Settings {
+            device_cas: Some(vec!["/ca.pem".into()]),
+            ..Settings::default()
+        };
+        let c = Config::resolve(&[cas_only]).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(c.dtls_certificate, None, "generated at start");
+        let e = Settings::from_toml("[dtls]\ncertficate = \"x\"\n", Path::new("test.toml"))
+            .err()
+            .map(|e| e.to_string());
+        assert!(
+            e.as_deref().is_some_and(|e| e.contains("certficate")),
+            "{e:?}"
+        );
     }
 
     #[test]

@@ -18,6 +18,8 @@ pub enum DtlsError {
     NoSessionForPeer(SocketAddr),
     #[error("no established session {0}")]
     NoSession(SessionId),
+    #[error("DTLS handshake timed out")]
+    HandshakeTimeout,
     #[error("session closed")]
     SessionClosed,
     #[error("DTLS error: {0}")]

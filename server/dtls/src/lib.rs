@@ -7,11 +7,16 @@
 //! The layer above gets [`Inbound`] datagrams tagged with the authenticated
 //! [`Identity`] and sends with [`DtlsServer::send`].
 //!
+//! The client side ([`ClientSession`], `client.rs`) is one webrtc-dtls client connection
+//! with PSK or X.509 credentials, the server's certificate checked against pinned
+//! certificates or trust anchors ([`ServerTrust`]); simulated devices and tests use it.
+//!
 //! webrtc-dtls is vendored with two small patches (see `VENDORED.md`): its server
 //! always ran its own HelloVerifyRequest exchange (which cannot be layered behind a
 //! stateless cookie: the transcript covers the cookie-bearing ClientHello and its
 //! message_seq), and it tore PSK sessions down on any undecryptable record.
 
+mod client;
 mod config;
 mod cookie;
 mod credentials;
@@ -24,6 +29,10 @@ mod record;
 mod server;
 mod session;
 
+pub use client::{
+    ClientCertificate, ClientConfig, ClientCredentials, ClientSession, ServerTrust,
+    certificates_from_pem,
+};
 pub use config::{DtlsConfig, ServerCertificate};
 pub use credentials::{
     CertificatePolicy, ChainVerifier, CredentialError, Credentials, Identity, MemoryCredentials,

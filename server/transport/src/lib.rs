@@ -6,9 +6,12 @@
 //!
 //! - [`udp`]: plain CoAP over UDP with socket buffers sized by us.
 //! - [`dtls`]: CoAP over DTLS 1.2 through `steward-dtls`, with each peer's authenticated identity.
+//! - [`dtls_client`]: the client side: one DTLS session with one server, re-established when
+//!   it fails.
 //! - [`Machine`]: what a driver needs from a state machine (the endpoint or the full stack).
 
 pub mod dtls;
+pub mod dtls_client;
 pub mod udp;
 
 use std::net::SocketAddr;
