@@ -25,9 +25,32 @@
 //!
 //! An established observation is recorded with [`Store::put_observation`](crate::store::Store)
 //! and removed when it ends or is cancelled (deregistration removes them with the
-//! registration). The stack does not expose CoAP tokens, so the record's `token` is the
-//! observation's [`Ticket`] number (8 bytes, big-endian): unique per server run. Restoring
-//! observations after a restart (matching notifications to them again) is not done yet.
+//! registration). The stack does not expose CoAP tokens, so the record's `token` names the
+//! observation instead: a random 4-byte number of this server run followed by the
+//! observation's [`Ticket`] number (4 bytes, big-endian), so records of different runs never
+//! collide.
+//!
+//! After a restart the old run's tokens are gone from the stack: notifications for them are
+//! answered with a Reset (the device drops those observations, RFC 7641 §3.6). The runtime
+//! hands the stored records to the hub at start (`Hub::restore`); when the device next sends
+//! a Register or an Update, the hub sends a fresh Observe (or Observe-Composite) for each
+//! record's paths in its recorded format, removes the old record, and records the new
+//! observation once the device establishes it. LwM2M Core has the server re-establish
+//! observations after a Register; after an Update the device may still hold the old ones, but
+//! our side of them is lost, so they are re-observed too. Each re-observation's outcome is a
+//! [`DeviceEvent::Completed`] with [`RequestOrigin::Reobserve`]; its notifications come as
+//! usual, under the new ticket.
+//!
+//! # Queued requests in the store
+//!
+//! Requests queued for a sleeping queue-mode device are persisted through the same store
+//! writer: the service's [`Command::Persist`] / [`Command::Unpersist`] become
+//! `StoreChange::Enqueue` / `StoreChange::Dequeue` (the writer maps tickets to the
+//! store's queue IDs). At start the runtime reads the queues back into the service
+//! (`Hub::restore`); each gets a fresh ticket and, since its caller is gone, its outcome
+//! is published as [`DeviceEvent::Completed`] with [`RequestOrigin::Restored`] and the store's
+//! queue ID. Requests that expired while the server was down fail with
+//! [`DmError::Expired`] on the first timer tick after start.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -43,13 +66,14 @@ use steward_transport::Commander;
 use tokio::sync::{broadcast, oneshot};
 
 use crate::dm::{
-    Command, DeviceRequests, DmError, DmEvent, DownlinkRequest, DownlinkResponse, Notification,
-    SendReport, Ticket, handle_send,
+    Command, DeviceRequests, DmError, DmEvent, DownlinkRequest, DownlinkResponse,
+    MAX_TRANSMIT_WAIT, Notification, RequestKind, SendReport, Ticket, handle_send,
 };
 use crate::lwm2m::identity::owns;
 use crate::lwm2m::{DomainEvent, Lwm2mServer, RegisteredClient};
 use crate::observation::ObservationRecord;
 use crate::registry::{PeerIdentity, Registration};
+use crate::store::QueuedRequest;
 
 type CoapStack = Stack<SocketAddr>;
 
@@ -111,17 +135,64 @@ pub enum DeviceEvent {
     Sleeping {
         endpoint: String,
     },
+    /// The outcome of a request nobody waits for: one the server made on its own (see
+    /// [`RequestOrigin`]). Requests made through [`Devices`] get theirs from their
+    /// [`PendingRequest`] instead.
+    Completed {
+        ticket: Ticket,
+        endpoint: String,
+        origin: RequestOrigin,
+        result: Result<DownlinkResponse, DmError>,
+    },
 }
 
-/// What a store write for observations is.
+/// Why the server sent a request no caller waits for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RequestOrigin {
+    /// A queued request read back from the store at start (its caller was in the previous
+    /// run); `queue_id` is its ID in the store ([`QueuedRequest::id`]).
+    Restored { queue_id: u64 },
+    /// A fresh Observe re-establishing an observation stored by the previous run.
+    Reobserve { paths: Vec<Path> },
+}
+
+/// A queued request read back from the store at start, as the service took it.
 #[derive(Debug, Clone, PartialEq)]
-pub(crate) enum ObservationChange {
-    Put(ObservationRecord),
-    Remove { endpoint: String, token: Vec<u8> },
+pub struct RestoredRequest {
+    pub queue_id: u64,
+    pub endpoint: String,
+    /// Its ticket in this run.
+    pub ticket: Ticket,
+    pub kind: RequestKind,
+    /// It expired while the server was down (it fails on the first timer tick).
+    pub expired: bool,
 }
 
-/// Where observation changes go to be made durable (the runtime's store writer).
-pub(crate) type ObservationSink = Box<dyn Fn(ObservationChange) + Send + Sync>;
+/// A write for the store writer.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum StoreChange {
+    PutObservation(ObservationRecord),
+    RemoveObservation {
+        endpoint: String,
+        token: Vec<u8>,
+    },
+    /// Append a queued request's record; the writer remembers `ticket`'s queue ID.
+    Enqueue {
+        ticket: Ticket,
+        endpoint: String,
+        record: Vec<u8>,
+        created_ms: u64,
+        expires_ms: u64,
+    },
+    /// Remove the stored entry of `ticket`.
+    Dequeue {
+        ticket: Ticket,
+        endpoint: String,
+    },
+}
+
+/// Where store changes go to be made durable (the runtime's store writer).
+pub(crate) type StoreSink = Box<dyn Fn(StoreChange) + Send + Sync>;
 
 /// An Observe request in flight or established, for its store record.
 #[derive(Debug, Clone)]
@@ -129,6 +200,25 @@ struct ObserveMeta {
     paths: Vec<Path>,
     composite: bool,
     format: Option<ContentFormat>,
+}
+
+impl ObserveMeta {
+    /// The meta of an Observe or Observe-Composite; `format` as the caller forced it.
+    fn of(kind: &RequestKind, format: Option<ContentFormat>) -> Option<ObserveMeta> {
+        match kind {
+            RequestKind::Observe { path } => Some(ObserveMeta {
+                paths: vec![*path],
+                composite: false,
+                format,
+            }),
+            RequestKind::ObserveComposite { paths } => Some(ObserveMeta {
+                paths: paths.clone(),
+                composite: true,
+                format,
+            }),
+            _ => None,
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -146,6 +236,11 @@ struct HubState {
     routes: HashMap<String, Route>,
     /// address → transport, for the service's commands (which name the address only).
     transports: HashMap<String, Transport>,
+    /// Requests without a caller: their outcome is published.
+    orphans: HashMap<Ticket, RequestOrigin>,
+    /// Observations stored by the previous run, by endpoint, to re-establish at its next
+    /// Register or Update.
+    reobserve: HashMap<String, Vec<ObservationRecord>>,
 }
 
 /// The shared core behind [`Devices`], the routers, the writer and the DM timer.
@@ -155,8 +250,10 @@ pub(crate) struct Hub {
     coap: OnceLock<Commander<CoapStack>>,
     coaps: OnceLock<Commander<CoapStack>>,
     events: broadcast::Sender<DeviceEvent>,
-    sink: Mutex<Option<ObservationSink>>,
+    sink: Mutex<Option<StoreSink>>,
     closed: AtomicBool,
+    /// Tells this run's observation tokens from other runs' (see the module docs).
+    run: u32,
 }
 
 impl Hub {
@@ -170,13 +267,142 @@ impl Hub {
                 observing: HashMap::new(),
                 routes: HashMap::new(),
                 transports: HashMap::new(),
+                orphans: HashMap::new(),
+                reobserve: HashMap::new(),
             })),
             coap: OnceLock::new(),
             coaps: OnceLock::new(),
             events,
             sink: Mutex::new(None),
             closed: AtomicBool::new(false),
+            run: run_id(),
         }
+    }
+
+    /// The store token of this run's observation `ticket`.
+    fn token(&self, ticket: Ticket) -> Vec<u8> {
+        let mut token = self.run.to_be_bytes().to_vec();
+        // Tickets past 2^32 in one run wrap; the run prefix still separates runs.
+        token.extend_from_slice(&(ticket.id() as u32).to_be_bytes());
+        token
+    }
+
+    /// Takes what the store kept from the previous run (before the listeners start):
+    /// `queued` goes back into the service's queues (records it cannot read are returned as
+    /// the second list, for the caller to log and drop), `observations` wait for their
+    /// device's next Register or Update to be re-established.
+    pub(crate) fn restore(
+        &self,
+        now: Instant,
+        now_ms: u64,
+        queued: Vec<QueuedRequest>,
+        observations: Vec<ObservationRecord>,
+    ) -> (Vec<RestoredRequest>, Vec<(QueuedRequest, String)>) {
+        let lwm2m = lock_any(&self.lwm2m);
+        let mut st = self.lock_state();
+        let mut restored = Vec::new();
+        let mut unreadable = Vec::new();
+        for q in queued {
+            let waited = Duration::from_millis(now_ms.saturating_sub(q.created_ms));
+            let remaining = Duration::from_millis(q.expires_ms.saturating_sub(now_ms));
+            match st.dm.restore_queued(
+                now,
+                lwm2m.registrations(),
+                &q.endpoint,
+                &q.request,
+                waited,
+                remaining,
+            ) {
+                Ok((ticket, kind)) => {
+                    if let Some(meta) = ObserveMeta::of(&kind, None) {
+                        st.observing.insert(ticket, (q.endpoint.clone(), meta));
+                    }
+                    st.orphans
+                        .insert(ticket, RequestOrigin::Restored { queue_id: q.id });
+                    restored.push(RestoredRequest {
+                        queue_id: q.id,
+                        endpoint: q.endpoint,
+                        ticket,
+                        kind,
+                        expired: remaining.is_zero(),
+                    });
+                }
+                Err(e) => unreadable.push((q, e.to_string())),
+            }
+        }
+        for record in observations {
+            st.reobserve
+                .entry(record.endpoint.clone())
+                .or_default()
+                .push(record);
+        }
+        (restored, unreadable)
+    }
+
+    /// Re-establishes the stored observations of `endpoint`, if any (after its Register or
+    /// Update has been handled).
+    fn reobserve(&self, now: Instant, endpoint: &str) {
+        let lwm2m = lock_any(&self.lwm2m);
+        let mut st = self.lock_state();
+        let Some(records) = st.reobserve.remove(endpoint) else {
+            return;
+        };
+        for record in records {
+            // The old record goes first: the new one (put when the device establishes it)
+            // must not be removed by it.
+            self.store(StoreChange::RemoveObservation {
+                endpoint: record.endpoint.clone(),
+                token: record.token.clone(),
+            });
+            let Ok(paths) = record
+                .paths
+                .iter()
+                .map(|p| p.parse::<Path>())
+                .collect::<Result<Vec<Path>, _>>()
+            else {
+                tracing::warn!(%endpoint, paths = ?record.paths, "stored observation with an invalid path dropped");
+                continue;
+            };
+            let format = record.content_format.and_then(ContentFormat::from_code);
+            let request = match (record.composite, paths.as_slice()) {
+                (false, [path]) => DownlinkRequest::Observe {
+                    path: *path,
+                    format,
+                },
+                (true, _) => DownlinkRequest::ObserveComposite {
+                    paths: paths.clone(),
+                    format,
+                },
+                (false, _) => {
+                    tracing::warn!(%endpoint, paths = ?record.paths, "stored observation with several paths but not composite: dropped");
+                    continue;
+                }
+            };
+            let meta = ObserveMeta {
+                paths: paths.clone(),
+                composite: record.composite,
+                format,
+            };
+            match st.dm.send(
+                now,
+                lwm2m.registrations(),
+                endpoint,
+                request,
+                MAX_TRANSMIT_WAIT,
+            ) {
+                Ok(ticket) => {
+                    tracing::debug!(%endpoint, %ticket, paths = ?record.paths, "re-observing after a restart");
+                    st.observing.insert(ticket, (endpoint.to_owned(), meta));
+                    st.orphans
+                        .insert(ticket, RequestOrigin::Reobserve { paths });
+                }
+                Err(e) => {
+                    tracing::warn!(%endpoint, paths = ?record.paths, error = %e, "stored observation not re-established");
+                }
+            }
+        }
+        drop(lwm2m);
+        self.pump(&mut st);
     }
 
     pub(crate) fn install(&self, transport: Transport, commander: Commander<CoapStack>) {
@@ -187,7 +413,7 @@ impl Hub {
         let _ = slot.set(commander);
     }
 
-    pub(crate) fn set_sink(&self, sink: ObservationSink) {
+    pub(crate) fn set_sink(&self, sink: StoreSink) {
         *lock_any(&self.sink) = Some(sink);
     }
 
@@ -211,12 +437,14 @@ impl Hub {
         self.lock_state().dm.poll_timeout()
     }
 
+    /// Handles the service's due deadlines and hands out whatever it has pending (outcomes
+    /// decided at `Hub::restore` wait for the first call).
     pub(crate) fn handle_timeout(&self, now: Instant) {
         let mut st = self.lock_state();
         if st.dm.poll_timeout().is_some_and(|t| t <= now) {
             st.dm.handle_timeout(now);
-            self.pump(&mut st);
         }
+        self.pump(&mut st);
     }
 
     /// A stack event that is not a request (driver task): answers to our requests and
@@ -247,6 +475,7 @@ impl Hub {
                         self.pump(&mut st);
                     }
                     self.uplink(now, registration);
+                    self.reobserve(now, &registration.endpoint);
                     self.publish(DeviceEvent::Registered {
                         endpoint: registration.endpoint.clone(),
                         registration_id: registration.id.clone(),
@@ -255,6 +484,7 @@ impl Hub {
                 }
                 DomainEvent::Updated { current, .. } => {
                     self.uplink(now, current);
+                    self.reobserve(now, &current.endpoint);
                     self.publish(DeviceEvent::Updated {
                         endpoint: current.endpoint.clone(),
                     });
@@ -275,6 +505,8 @@ impl Hub {
                             st.transports.remove(&route.address);
                         }
                         st.observing.retain(|_, (ep, _)| ep != endpoint);
+                        // The store dropped its observations with the registration.
+                        st.reobserve.remove(endpoint);
                     }
                     self.publish(match event {
                         DomainEvent::Expired { .. } => DeviceEvent::Expired {
@@ -407,6 +639,33 @@ impl Hub {
                     });
                 }
             }
+            Command::Persist {
+                ticket,
+                endpoint,
+                record,
+                queued_at,
+                deadline,
+            } => {
+                // The service counts in Instants, the store in unix milliseconds.
+                let (now, now_ms) = (Instant::now(), unix_ms());
+                let at = |t: Instant| {
+                    if t >= now {
+                        now_ms.saturating_add(duration_ms(t - now))
+                    } else {
+                        now_ms.saturating_sub(duration_ms(now - t))
+                    }
+                };
+                self.store(StoreChange::Enqueue {
+                    ticket,
+                    endpoint,
+                    record,
+                    created_ms: at(queued_at),
+                    expires_ms: at(deadline),
+                });
+            }
+            Command::Unpersist { ticket, endpoint } => {
+                self.store(StoreChange::Dequeue { ticket, endpoint });
+            }
         }
     }
 
@@ -430,7 +689,7 @@ impl Hub {
                 if established {
                     if let Some((_, meta)) = st.observing.get(&ticket) {
                         let record = ObservationRecord {
-                            token: ticket.id().to_be_bytes().to_vec(),
+                            token: self.token(ticket),
                             endpoint: endpoint.clone(),
                             registration_id: st
                                 .routes
@@ -442,13 +701,24 @@ impl Hub {
                             content_format: meta.format.map(ContentFormat::code),
                             created_ms: unix_ms(),
                         };
-                        self.store(ObservationChange::Put(record));
+                        self.store(StoreChange::PutObservation(record));
                     }
                 } else {
                     st.observing.remove(&ticket);
                 }
                 if let Some(waiter) = st.waiters.remove(&ticket) {
                     let _ = waiter.send(result);
+                } else if let Some(origin) = st.orphans.remove(&ticket) {
+                    match &result {
+                        Ok(_) => tracing::debug!(%ticket, %endpoint, ?origin, "completed"),
+                        Err(e) => tracing::info!(%ticket, %endpoint, ?origin, error = %e, "failed"),
+                    }
+                    self.publish(DeviceEvent::Completed {
+                        ticket,
+                        endpoint,
+                        origin,
+                        result,
+                    });
                 }
             }
             DmEvent::Notification(n) => self.publish(DeviceEvent::Notification(n)),
@@ -458,9 +728,9 @@ impl Hub {
                 reason,
             } => {
                 if st.observing.remove(&ticket).is_some() {
-                    self.store(ObservationChange::Remove {
+                    self.store(StoreChange::RemoveObservation {
                         endpoint: endpoint.clone(),
-                        token: ticket.id().to_be_bytes().to_vec(),
+                        token: self.token(ticket),
                     });
                 }
                 self.publish(DeviceEvent::ObservationEnded {
@@ -474,10 +744,10 @@ impl Hub {
         }
     }
 
-    fn store(&self, change: ObservationChange) {
+    fn store(&self, change: StoreChange) {
         match lock_any(&self.sink).as_ref() {
             Some(sink) => sink(change),
-            None => tracing::debug!(?change, "store writer stopped: observation change dropped"),
+            None => tracing::debug!(?change, "store writer stopped: change dropped"),
         }
     }
 
@@ -621,16 +891,10 @@ impl Devices {
             return Err(DmError::ServerStopped);
         }
         let meta = match &request {
-            DownlinkRequest::Observe { path, format } => Some(ObserveMeta {
-                paths: vec![*path],
-                composite: false,
-                format: *format,
-            }),
-            DownlinkRequest::ObserveComposite { paths, format } => Some(ObserveMeta {
-                paths: paths.clone(),
-                composite: true,
-                format: *format,
-            }),
+            DownlinkRequest::Observe { format, .. }
+            | DownlinkRequest::ObserveComposite { format, .. } => {
+                ObserveMeta::of(&RequestKind::from(&request), *format)
+            }
             _ => None,
         };
         let lwm2m = lock_any(&self.hub.lwm2m);
@@ -671,9 +935,9 @@ impl Devices {
             return false;
         }
         if let Some((endpoint, _)) = st.observing.remove(&ticket) {
-            self.hub.store(ObservationChange::Remove {
+            self.hub.store(StoreChange::RemoveObservation {
                 endpoint: endpoint.clone(),
-                token: ticket.id().to_be_bytes().to_vec(),
+                token: self.hub.token(ticket),
             });
             self.hub.publish(DeviceEvent::ObservationEnded {
                 ticket,
@@ -724,6 +988,16 @@ fn unix_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+fn duration_ms(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+/// A random number for this server run (no RNG crate needed for a non-secret ID).
+fn run_id() -> u32 {
+    use std::hash::{BuildHasher, RandomState};
+    RandomState::new().hash_one(SystemTime::now()) as u32
 }
 
 fn lock_any<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {

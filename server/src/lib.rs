@@ -22,3 +22,4 @@ pub mod observation;
 pub mod registry;
 pub mod runtime;
 pub mod store;
+pub mod tls;

@@ -40,13 +40,24 @@
 //! expired while the server was down are expired (and removed from the store) by the first
 //! timer tick.
 //!
+//! The store's queued downlink requests and observations are read back too and handed to the
+//! device-management hub (`Hub::restore`, see the `devices` module docs): queued requests
+//! wait for their device's next uplink as before the restart (their outcomes go to the event
+//! stream as `DeviceEvent::Completed`), observations are re-established at the device's next
+//! Register or Update. The device-management timer starts `DM_START_GRACE` (250 ms) after
+//! `start` returns, so a caller that subscribes to `Devices::events` right away also sees the
+//! failures of requests that expired while the server was down.
+//!
 //! # Security
 //!
 //! Plain CoAP registrations are refused (4.03) unless `allow_unsecured` is set. DTLS PSK keys
 //! come from the store's security infos ([`StoreCredentials`]); the endpoint name must equal
-//! the PSK identity (see `lwm2m::identity`). Certificate mode needs a CA, which `serve` does not
-//! configure yet, so every certificate handshake is refused.
+//! the PSK identity (see `lwm2m::identity`). Certificate mode is on when device CAs are
+//! configured (see `tls`): device chains are verified against them ([`ChainVerifier`] with
+//! `StrictPolicy`) and the endpoint name must equal the leaf's CN. Without device CAs every
+//! certificate handshake is refused.
 
+use std::collections::HashMap;
 use std::hash::{BuildHasher, RandomState};
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -57,7 +68,9 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use steward_coap::endpoint::{self, Event, Incoming};
 use steward_coap::message::{Code, Response};
 use steward_coap::stack::{Stack, StackConfig};
-use steward_dtls::{CredentialError, Credentials, DtlsConfig, DtlsError, DtlsServer, Identity};
+use steward_dtls::{
+    ChainVerifier, CredentialError, Credentials, DtlsConfig, DtlsError, DtlsServer, Identity,
+};
 use steward_objects::ModelRegistry;
 use steward_transport::dtls::Peers;
 use steward_transport::udp::{self, UdpConfig};
@@ -66,8 +79,8 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::config::Config;
-use crate::devices::{Devices, Hub, ObservationChange, Transport};
-use crate::dm::{DeviceRequests, DmConfig, is_send};
+use crate::devices::{Devices, Hub, RestoredRequest, StoreChange, Transport};
+use crate::dm::{DeviceRequests, DmConfig, Ticket, is_send};
 use crate::lwm2m::registration::is_registration_path;
 use crate::lwm2m::{DomainEvent, Lwm2mServer, Peer, ServerConfig};
 use crate::registry::{PeerIdentity, Registration};
@@ -84,6 +97,8 @@ const COMMANDER_WAIT: Duration = Duration::from_secs(2);
 /// The device-management timer looks at least this often (a request handed in while it sleeps
 /// may have an earlier deadline).
 const DM_TICK: Duration = Duration::from_millis(100);
+/// The device-management timer's first tick comes this long after start (see "Restart").
+const DM_START_GRACE: Duration = Duration::from_millis(250);
 
 type CoapStack = Stack<SocketAddr>;
 type Shared = Arc<Mutex<Lwm2mServer>>;
@@ -102,6 +117,8 @@ pub enum RuntimeError {
     },
     #[error("cannot listen for CoAPs on {addr}: {source}")]
     BindCoaps { addr: SocketAddr, source: DtlsError },
+    #[error("DTLS certificate mode: {0}")]
+    Tls(#[from] crate::tls::TlsError),
     #[error("cannot start the store writer: {0}")]
     Writer(std::io::Error),
     #[error("{0} failed")]
@@ -123,6 +140,7 @@ pub struct RunningServer {
     dm_timer: Option<JoinHandle<()>>,
     writer: Option<std::thread::JoinHandle<()>>,
     restored: usize,
+    restored_queue: Vec<RestoredRequest>,
     hub: Arc<Hub>,
 }
 
@@ -141,11 +159,20 @@ pub async fn start_with(config: &Config, dm: DmConfig) -> Result<RunningServer, 
             source,
         })?;
         let stored = store.registrations().map_err(RuntimeError::ReadStore)?;
-        Ok::<_, RuntimeError>((store, stored))
+        let queued = store.all_queued().map_err(RuntimeError::ReadStore)?;
+        let mut observations = Vec::new();
+        for registration in &stored {
+            observations.extend(
+                store
+                    .observations(&registration.endpoint)
+                    .map_err(RuntimeError::ReadStore)?,
+            );
+        }
+        Ok::<_, RuntimeError>((store, stored, queued, observations))
     })
     .await
     .map_err(|_| RuntimeError::Task("opening the store"))??;
-    let (store, stored) = opened;
+    let (store, stored, queued, observations) = opened;
     let store = Arc::new(store);
 
     let mut server = Lwm2mServer::new(ServerConfig {
@@ -173,6 +200,31 @@ pub async fn start_with(config: &Config, dm: DmConfig) -> Result<RunningServer, 
         Arc::clone(&lwm2m),
         DeviceRequests::new(dm, ModelRegistry::core()),
     ));
+    let (restored_queue, unreadable) = hub.restore(Instant::now(), unix_ms(), queued, observations);
+    tracing::info!(
+        queued = restored_queue.len(),
+        expired = restored_queue.iter().filter(|r| r.expired).count(),
+        "queued requests restored from the store"
+    );
+    let queue_ids: HashMap<Ticket, (String, u64)> = restored_queue
+        .iter()
+        .map(|r| (r.ticket, (r.endpoint.clone(), r.queue_id)))
+        .collect();
+    if !unreadable.is_empty() {
+        let store = Arc::clone(&store);
+        let dropped = tokio::task::spawn_blocking(move || {
+            for (q, problem) in unreadable {
+                tracing::error!(endpoint = %q.endpoint, queue_id = q.id, %problem, "unreadable queued request dropped from the store");
+                store
+                    .queue_remove(&q.endpoint, q.id)
+                    .map_err(RuntimeError::ReadStore)?;
+            }
+            Ok::<_, RuntimeError>(())
+        })
+        .await
+        .map_err(|_| RuntimeError::Task("dropping unreadable queued requests"))?;
+        dropped?;
+    }
 
     let (jobs, jobs_rx) = std_mpsc::channel::<Job>();
     let writer = {
@@ -181,7 +233,7 @@ pub async fn start_with(config: &Config, dm: DmConfig) -> Result<RunningServer, 
         let hub = Arc::clone(&hub);
         std::thread::Builder::new()
             .name("steward-store".into())
-            .spawn(move || write_jobs(&*store, &lwm2m, &hub, &jobs_rx))
+            .spawn(move || write_jobs(&*store, &lwm2m, &hub, &jobs_rx, queue_ids))
             .map_err(RuntimeError::Writer)?
     };
     {
@@ -190,7 +242,7 @@ pub async fn start_with(config: &Config, dm: DmConfig) -> Result<RunningServer, 
             let _ = jobs.send(Job {
                 events: Vec::new(),
                 reply: None,
-                observation: Some(change),
+                change: Some(change),
             });
         }));
     }
@@ -218,8 +270,13 @@ pub async fn start_with(config: &Config, dm: DmConfig) -> Result<RunningServer, 
 
     // CoAP over DTLS.
     let addr = config.coaps_addr();
-    let credentials = Arc::new(StoreCredentials::new(Arc::clone(&store) as Arc<dyn Store>));
-    let (dtls_server, inbound) = DtlsServer::bind(DtlsConfig::new(addr), credentials)
+    let mut dtls_config = DtlsConfig::new(addr);
+    let mut credentials = StoreCredentials::new(Arc::clone(&store) as Arc<dyn Store>);
+    if let Some(mode) = crate::tls::certificate_mode(config)? {
+        credentials = credentials.with_chain_verifier(mode.chain_verifier());
+        dtls_config.certificate = Some(mode.server);
+    }
+    let (dtls_server, inbound) = DtlsServer::bind(dtls_config, Arc::new(credentials))
         .map_err(|source| RuntimeError::BindCoaps { addr, source })?;
     let router = Router::new(Arc::clone(&lwm2m), Arc::clone(&hub), jobs.clone(), "coaps");
     let responder = router.responder.clone();
@@ -259,6 +316,7 @@ pub async fn start_with(config: &Config, dm: DmConfig) -> Result<RunningServer, 
         dm_timer: Some(dm_timer),
         writer: Some(writer),
         restored,
+        restored_queue,
         hub,
     })
 }
@@ -282,6 +340,12 @@ impl RunningServer {
     /// How many registrations were read back from the store at start.
     pub fn restored(&self) -> usize {
         self.restored
+    }
+
+    /// The queued downlink requests read back from the store at start, with their tickets in
+    /// this run (their outcomes come as `DeviceEvent::Completed` on `Devices::events`).
+    pub fn restored_queue(&self) -> &[RestoredRequest] {
+        &self.restored_queue
     }
 
     /// The registration the server holds in memory for an endpoint.
@@ -357,15 +421,26 @@ impl Drop for CloseOnDrop {
     }
 }
 
-/// DTLS credentials from the store: PSK keys by identity ([`Store::security_by_psk_identity`]).
-/// Certificates are refused until a CA is configured.
+/// DTLS credentials: PSK keys from the store by identity
+/// ([`Store::security_by_psk_identity`]), device certificate chains by the configured
+/// [`ChainVerifier`] (refused without one).
 pub struct StoreCredentials {
     store: Arc<dyn Store>,
+    verifier: Option<ChainVerifier>,
 }
 
 impl StoreCredentials {
     pub fn new(store: Arc<dyn Store>) -> StoreCredentials {
-        StoreCredentials { store }
+        StoreCredentials {
+            store,
+            verifier: None,
+        }
+    }
+
+    /// Accepts device certificates that this verifier accepts.
+    pub fn with_chain_verifier(mut self, verifier: ChainVerifier) -> StoreCredentials {
+        self.verifier = Some(verifier);
+        self
     }
 }
 
@@ -390,8 +465,14 @@ impl Credentials for StoreCredentials {
         }
     }
 
-    fn verify_client_chain(&self, _chain: &[Vec<u8>]) -> Result<Identity, CredentialError> {
-        Err(CredentialError::CertificatesNotConfigured)
+    fn verify_client_chain(&self, chain: &[Vec<u8>]) -> Result<Identity, CredentialError> {
+        let verifier = self
+            .verifier
+            .as_ref()
+            .ok_or(CredentialError::CertificatesNotConfigured)?;
+        verifier.verify(chain).inspect_err(|e| {
+            tracing::info!(error = %e, "device certificate refused");
+        })
     }
 }
 
@@ -399,8 +480,8 @@ impl Credentials for StoreCredentials {
 struct Job {
     events: Vec<DomainEvent>,
     reply: Option<PendingReply>,
-    /// An observation to record or forget (no registration change then).
-    observation: Option<ObservationChange>,
+    /// An observation or queued request to record or forget (no registration change then).
+    change: Option<StoreChange>,
 }
 
 struct PendingReply {
@@ -538,7 +619,7 @@ impl Router {
         }
         let job = Job {
             events,
-            observation: None,
+            change: None,
             reply: Some(PendingReply {
                 to: id,
                 response,
@@ -591,6 +672,7 @@ fn write_jobs(
     lwm2m: &Mutex<Lwm2mServer>,
     hub: &Hub,
     jobs: &std_mpsc::Receiver<Job>,
+    mut queue_ids: HashMap<Ticket, (String, u64)>,
 ) {
     while let Ok(first) = jobs.recv() {
         let mut batch = vec![first];
@@ -610,8 +692,8 @@ fn write_jobs(
                     if !job.events.is_empty() {
                         hub.on_domain_events(&job.events);
                     }
-                    if let Some(change) = job.observation {
-                        write_observation(store, change);
+                    if let Some(change) = job.change {
+                        write_change(store, &mut queue_ids, change);
                     }
                 }
                 Err(e) => {
@@ -744,7 +826,7 @@ async fn expire(lwm2m: Shared, jobs: std_mpsc::Sender<Job>, mut stop: watch::Rec
             .send(Job {
                 events,
                 reply: None,
-                observation: None,
+                change: None,
             })
             .is_err()
         {
@@ -753,25 +835,56 @@ async fn expire(lwm2m: Shared, jobs: std_mpsc::Sender<Job>, mut stop: watch::Rec
     }
 }
 
-/// Records or forgets an observation. A failure is logged: the observation itself lives on in
-/// memory, only its record after a restart is affected.
-fn write_observation(store: &dyn Store, change: ObservationChange) {
+/// Records or forgets an observation or a queued request. A failure is logged: the
+/// observation or request itself lives on in memory, only its record after a restart is
+/// affected. `queue_ids` maps the service's tickets to the store's queue IDs.
+fn write_change(
+    store: &dyn Store,
+    queue_ids: &mut HashMap<Ticket, (String, u64)>,
+    change: StoreChange,
+) {
     match change {
-        ObservationChange::Put(record) => {
+        StoreChange::PutObservation(record) => {
             if let Err(e) = store.put_observation(&record) {
                 tracing::warn!(endpoint = %record.endpoint, error = %e, "observation not stored");
             }
         }
-        ObservationChange::Remove { endpoint, token } => {
+        StoreChange::RemoveObservation { endpoint, token } => {
             if let Err(e) = store.remove_observation(&endpoint, &token) {
                 tracing::warn!(%endpoint, error = %e, "observation not removed from the store");
             }
         }
+        StoreChange::Enqueue {
+            ticket,
+            endpoint,
+            record,
+            created_ms,
+            expires_ms,
+        } => match store.enqueue(&endpoint, record, created_ms, expires_ms) {
+            Ok(stored) => {
+                queue_ids.insert(ticket, (endpoint, stored.id));
+            }
+            Err(e) => {
+                tracing::warn!(%endpoint, %ticket, error = %e, "queued request not stored");
+            }
+        },
+        StoreChange::Dequeue { ticket, endpoint } => match queue_ids.remove(&ticket) {
+            Some((stored_endpoint, id)) => {
+                if let Err(e) = store.queue_remove(&stored_endpoint, id) {
+                    tracing::warn!(%endpoint, %ticket, error = %e, "queued request not removed from the store");
+                }
+            }
+            None => tracing::debug!(%endpoint, %ticket, "queued request was not stored"),
+        },
     }
 }
 
 /// The device-management timer: request deadlines, queued requests expiring, presence.
 async fn dm_timer(hub: Arc<Hub>, mut stop: watch::Receiver<bool>) {
+    tokio::select! {
+        () = tokio::time::sleep(DM_START_GRACE) => {}
+        _ = stop.changed() => return,
+    }
     loop {
         let now = Instant::now();
         let wait = hub
@@ -862,7 +975,7 @@ mod tests {
         Job {
             events,
             reply: None,
-            observation: None,
+            change: None,
         }
     }
 

@@ -61,6 +61,9 @@ fn queued_requests_go_one_at_a_time_after_an_uplink() {
             .iter()
             .any(|(_, e)| matches!(e, DmEvent::Awake { .. }))
     );
+    // Each queued request was handed out for persistence and let go once answered.
+    assert_eq!(world.persisted, tickets);
+    assert_eq!(world.unpersisted, tickets);
     for pair in tickets.windows(2) {
         let done = world.completed_at(pair[0]).expect("completed");
         let next_sent = world
@@ -98,4 +101,6 @@ fn a_queued_request_expires_with_a_clear_result() {
         other => panic!("{other:?}"),
     }
     assert_eq!(world.dm.queued(ENDPOINT), 0);
+    assert_eq!(world.persisted, vec![ticket]);
+    assert_eq!(world.unpersisted, vec![ticket]);
 }

@@ -367,6 +367,23 @@ fn reopen_finds_everything_and_ids_stay_fifo() {
             .map(|r| r.request)
             .collect();
         assert_eq!(queued, [b"read /3/0".to_vec(), b"write".to_vec()]);
+        // Every queue at once (what the server reads at start): grouped by endpoint, FIFO.
+        s.enqueue("b", b"exec".to_vec(), 3, 99).unwrap();
+        let all: Vec<_> = s
+            .all_queued()
+            .unwrap()
+            .into_iter()
+            .map(|r| (r.endpoint, r.request))
+            .collect();
+        assert_eq!(
+            all,
+            [
+                ("a".to_owned(), b"read /3/0".to_vec()),
+                ("a".to_owned(), b"write".to_vec()),
+                ("b".to_owned(), b"exec".to_vec()),
+            ]
+        );
+        s.clear_queue("b").unwrap();
         let report = s.verify().unwrap();
         assert_eq!(
             (

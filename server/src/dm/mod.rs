@@ -18,7 +18,7 @@ pub mod send;
 pub mod service;
 
 pub use error::{DmError, Fault};
-pub use request::{BuiltRequest, DownlinkRequest, WriteMode};
+pub use request::{BuiltRequest, DownlinkRequest, RequestKind, WriteMode};
 pub use response::DownlinkResponse;
 pub use send::{SendError, SendReport, handle_send, is_send, parse_send};
 pub use service::{

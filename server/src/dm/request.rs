@@ -345,6 +345,107 @@ impl DownlinkRequest {
     }
 }
 
+/// What decoding the answer to a request needs: the operation and the paths it targets, without
+/// the values it carries (those are already in the built CoAP payload). This is what the
+/// service keeps for a request once it is built, and what a persisted queue entry stores
+/// (see [`super::queue`]), so an answer can be decoded after a restart too.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RequestKind {
+    Read { path: Path },
+    Write { path: Path, mode: WriteMode },
+    WriteAttributes { path: Path },
+    Execute { path: Path },
+    Create { object: u16, instance: Option<u16> },
+    Delete { path: Path },
+    Discover { path: Path },
+    ReadComposite { paths: Vec<Path> },
+    WriteComposite { paths: Vec<Path> },
+    Observe { path: Path },
+    CancelObservation { path: Path },
+    ObserveComposite { paths: Vec<Path> },
+    CancelCompositeObservation { paths: Vec<Path> },
+}
+
+impl RequestKind {
+    /// The operation's name, for errors and logs (as [`DownlinkRequest::operation`]).
+    pub fn operation(&self) -> &'static str {
+        match self {
+            RequestKind::Read { .. } => "Read",
+            RequestKind::Write { .. } => "Write",
+            RequestKind::WriteAttributes { .. } => "Write-Attributes",
+            RequestKind::Execute { .. } => "Execute",
+            RequestKind::Create { .. } => "Create",
+            RequestKind::Delete { .. } => "Delete",
+            RequestKind::Discover { .. } => "Discover",
+            RequestKind::ReadComposite { .. } => "Read-Composite",
+            RequestKind::WriteComposite { .. } => "Write-Composite",
+            RequestKind::Observe { .. } => "Observe",
+            RequestKind::CancelObservation { .. } => "Cancel Observation",
+            RequestKind::ObserveComposite { .. } => "Observe-Composite",
+            RequestKind::CancelCompositeObservation { .. } => "Cancel Observation-Composite",
+        }
+    }
+
+    /// True for requests whose answer starts an observation.
+    pub fn is_observe(&self) -> bool {
+        matches!(
+            self,
+            RequestKind::Observe { .. } | RequestKind::ObserveComposite { .. }
+        )
+    }
+
+    /// The observed paths of an Observe or Observe-Composite; empty for anything else.
+    pub fn observed_paths(&self) -> Vec<Path> {
+        match self {
+            RequestKind::Observe { path } => vec![*path],
+            RequestKind::ObserveComposite { paths } => paths.clone(),
+            _ => Vec::new(),
+        }
+    }
+}
+
+impl From<&DownlinkRequest> for RequestKind {
+    fn from(request: &DownlinkRequest) -> RequestKind {
+        match request {
+            DownlinkRequest::Read { path, .. } => RequestKind::Read { path: *path },
+            DownlinkRequest::Write { path, mode, .. } => RequestKind::Write {
+                path: *path,
+                mode: *mode,
+            },
+            DownlinkRequest::WriteAttributes { path, .. } => {
+                RequestKind::WriteAttributes { path: *path }
+            }
+            DownlinkRequest::Execute { path, .. } => RequestKind::Execute { path: *path },
+            DownlinkRequest::Create {
+                object, instance, ..
+            } => RequestKind::Create {
+                object: *object,
+                instance: *instance,
+            },
+            DownlinkRequest::Delete { path } => RequestKind::Delete { path: *path },
+            DownlinkRequest::Discover { path, .. } => RequestKind::Discover { path: *path },
+            DownlinkRequest::ReadComposite { paths, .. } => RequestKind::ReadComposite {
+                paths: paths.clone(),
+            },
+            DownlinkRequest::WriteComposite { nodes, .. } => RequestKind::WriteComposite {
+                paths: nodes.keys().copied().collect(),
+            },
+            DownlinkRequest::Observe { path, .. } => RequestKind::Observe { path: *path },
+            DownlinkRequest::CancelObservation { path } => {
+                RequestKind::CancelObservation { path: *path }
+            }
+            DownlinkRequest::ObserveComposite { paths, .. } => RequestKind::ObserveComposite {
+                paths: paths.clone(),
+            },
+            DownlinkRequest::CancelCompositeObservation { paths, .. } => {
+                RequestKind::CancelCompositeObservation {
+                    paths: paths.clone(),
+                }
+            }
+        }
+    }
+}
+
 fn accept(format: ContentFormat) -> Vec<u8> {
     encode_uint(u32::from(format.code()))
 }

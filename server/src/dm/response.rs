@@ -7,7 +7,7 @@ use steward_objects::link::DiscoverAnswer;
 use steward_objects::{ContentFormat, Models, Node, NodeMap, Path, codec};
 
 use super::error::DmError;
-use super::request::{BuiltRequest, DownlinkRequest};
+use super::request::{BuiltRequest, RequestKind};
 
 /// A successful answer, per operation.
 #[derive(Debug, Clone, PartialEq)]
@@ -73,22 +73,22 @@ impl DownlinkResponse {
 }
 
 /// The success code each operation answers with (Transport §6.4.4/§6.4.5).
-fn expected_code(request: &DownlinkRequest) -> Code {
+fn expected_code(request: &RequestKind) -> Code {
     match request {
-        DownlinkRequest::Create { .. } => Code::CREATED,
-        DownlinkRequest::Delete { .. } => Code::DELETED,
-        DownlinkRequest::Write { .. }
-        | DownlinkRequest::WriteAttributes { .. }
-        | DownlinkRequest::Execute { .. }
-        | DownlinkRequest::WriteComposite { .. } => Code::CHANGED,
+        RequestKind::Create { .. } => Code::CREATED,
+        RequestKind::Delete { .. } => Code::DELETED,
+        RequestKind::Write { .. }
+        | RequestKind::WriteAttributes { .. }
+        | RequestKind::Execute { .. }
+        | RequestKind::WriteComposite { .. } => Code::CHANGED,
         _ => Code::CONTENT,
     }
 }
 
-/// Decodes the device's answer to `request` (sent as `built`) with the client's `models`.
+/// Decodes the device's answer to a request of this kind (sent as `built`) with the client's `models`.
 /// `alternate_path` is the client's prefix, for Discover links and Create locations.
 pub fn decode_response(
-    request: &DownlinkRequest,
+    request: &RequestKind,
     built: &BuiltRequest,
     response: &Response,
     models: &dyn Models,
@@ -108,30 +108,30 @@ pub fn decode_response(
     }
     let observe = response.options.observe();
     Ok(match request {
-        DownlinkRequest::Read { path, .. } => DownlinkResponse::Read {
+        RequestKind::Read { path, .. } => DownlinkResponse::Read {
             node: decode_single(path, response, built.format, models)?,
             format: content_format(response)?,
         },
-        DownlinkRequest::Observe { path, .. } => DownlinkResponse::Observe {
+        RequestKind::Observe { path, .. } => DownlinkResponse::Observe {
             node: decode_single(path, response, built.format, models)?,
             observe,
         },
-        DownlinkRequest::CancelObservation { path } => DownlinkResponse::CancelObservation {
+        RequestKind::CancelObservation { path } => DownlinkResponse::CancelObservation {
             node: decode_single(path, response, built.format, models)?,
         },
-        DownlinkRequest::ReadComposite { paths, .. } => DownlinkResponse::ReadComposite {
+        RequestKind::ReadComposite { paths, .. } => DownlinkResponse::ReadComposite {
             nodes: decode_composite(paths, response, models)?,
         },
-        DownlinkRequest::ObserveComposite { paths, .. } => DownlinkResponse::ObserveComposite {
+        RequestKind::ObserveComposite { paths, .. } => DownlinkResponse::ObserveComposite {
             nodes: decode_composite(paths, response, models)?,
             observe,
         },
-        DownlinkRequest::CancelCompositeObservation { paths, .. } => {
+        RequestKind::CancelCompositeObservation { paths, .. } => {
             DownlinkResponse::CancelCompositeObservation {
                 nodes: decode_composite(paths, response, models)?,
             }
         }
-        DownlinkRequest::Discover { .. } => {
+        RequestKind::Discover { .. } => {
             match content_format(response)? {
                 None | Some(ContentFormat::LinkFormat) => {}
                 Some(_) => {
@@ -144,7 +144,7 @@ pub fn decode_response(
                 links: DiscoverAnswer::parse_under(&response.payload, alternate_path)?,
             }
         }
-        DownlinkRequest::Create {
+        RequestKind::Create {
             object, instance, ..
         } => DownlinkResponse::Create {
             location: match location(response, alternate_path, *object)? {
@@ -152,11 +152,11 @@ pub fn decode_response(
                 None => instance.map(|i| Path::Instance(*object, i)),
             },
         },
-        DownlinkRequest::Write { .. } => DownlinkResponse::Write,
-        DownlinkRequest::WriteAttributes { .. } => DownlinkResponse::WriteAttributes,
-        DownlinkRequest::Execute { .. } => DownlinkResponse::Execute,
-        DownlinkRequest::Delete { .. } => DownlinkResponse::Delete,
-        DownlinkRequest::WriteComposite { .. } => DownlinkResponse::WriteComposite,
+        RequestKind::Write { .. } => DownlinkResponse::Write,
+        RequestKind::WriteAttributes { .. } => DownlinkResponse::WriteAttributes,
+        RequestKind::Execute { .. } => DownlinkResponse::Execute,
+        RequestKind::Delete { .. } => DownlinkResponse::Delete,
+        RequestKind::WriteComposite { .. } => DownlinkResponse::WriteComposite,
     })
 }
 

@@ -16,8 +16,15 @@
 //! answer to us). Queued requests go out one at a time, the next after the previous one's
 //! outcome, while it is awake; a queued request whose timeout passes fails with
 //! [`DmError::Expired`]. Presence changes are [`DmEvent::Awake`] and [`DmEvent::Sleeping`].
+//!
+//! Queued requests are made durable by the caller: a request that enters the queue comes out
+//! as [`Command::Persist`] (its record, see [`super::queue`]), and [`Command::Unpersist`]
+//! follows once it has an outcome. After a restart, [`DeviceRequests::restore_queued`] puts the
+//! stored records back under fresh tickets; their outcomes are ordinary
+//! [`DmEvent::Completed`] events (nobody waits for those tickets any more: the runtime
+//! publishes them on its event stream with the store's queue ID).
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::fmt;
 use std::time::{Duration, Instant};
 
@@ -26,8 +33,8 @@ use steward_coap::message::{Request, Response};
 use steward_objects::{ModelRegistry, NodeMap, Path, Version};
 
 use super::error::DmError;
-use super::queue::{DownlinkQueues, QueuedEntry};
-use super::request::{BuiltRequest, DownlinkRequest};
+use super::queue::{DownlinkQueues, QueuedEntry, RecordError, decode_queued, encode_queued};
+use super::request::{BuiltRequest, DownlinkRequest, RequestKind};
 use super::response::{DownlinkResponse, decode_composite, decode_response, decode_single};
 use crate::lwm2m::{RegisteredClient, Registrations};
 
@@ -43,6 +50,11 @@ impl Ticket {
     /// The ticket's number (unique for the life of one service).
     pub fn id(self) -> u64 {
         self.0
+    }
+
+    #[cfg(test)]
+    pub(crate) fn for_test(id: u64) -> Ticket {
+        Ticket(id)
     }
 }
 
@@ -83,6 +95,18 @@ pub enum Command {
     /// `stack.cancel(now, peer(address), id)`: a request we gave up on, or an observation
     /// cancelled passively (the next notification gets a Reset).
     Cancel { address: String, id: RequestId },
+    /// A request entered `endpoint`'s queue: store `record` (see [`super::queue`] for its
+    /// encoding) so it survives a restart, and remember which stored entry `ticket` is.
+    Persist {
+        ticket: Ticket,
+        endpoint: String,
+        record: Vec<u8>,
+        queued_at: Instant,
+        deadline: Instant,
+    },
+    /// The queued request of `ticket` has an outcome (or was given up): remove its stored
+    /// entry. Only follows a [`Command::Persist`] or a [`DeviceRequests::restore_queued`].
+    Unpersist { ticket: Ticket, endpoint: String },
 }
 
 /// A notification of an established observation.
@@ -156,7 +180,7 @@ impl ClientView {
 #[derive(Debug, Clone)]
 struct Exchange {
     endpoint: String,
-    request: DownlinkRequest,
+    kind: RequestKind,
     built: BuiltRequest,
     deadline: Instant,
     request_id: Option<RequestId>,
@@ -172,6 +196,8 @@ pub struct DeviceRequests {
     observations: HashMap<Ticket, Exchange>,
     by_request: HashMap<RequestId, Ticket>,
     queues: DownlinkQueues,
+    /// Tickets whose queue entry is in the store (until their outcome).
+    persisted: HashSet<Ticket>,
     commands: VecDeque<Command>,
     events: VecDeque<DmEvent>,
 }
@@ -187,6 +213,7 @@ impl DeviceRequests {
             observations: HashMap::new(),
             by_request: HashMap::new(),
             queues: DownlinkQueues::default(),
+            persisted: HashSet::new(),
             commands: VecDeque::new(),
             events: VecDeque::new(),
         }
@@ -211,6 +238,7 @@ impl DeviceRequests {
             .ok_or_else(|| DmError::NotRegistered(endpoint.to_owned()))?;
         let models = self.models.for_client(&client.announced_versions());
         let built = request.build(client, &models)?;
+        let kind = RequestKind::from(&request);
         let view = ClientView::from_client(client, self.clients.get(endpoint));
         let queue_mode = view.queue_mode;
         let can_go = !queue_mode
@@ -226,13 +254,25 @@ impl DeviceRequests {
         self.next_ticket += 1;
         let deadline = now + timeout;
         if can_go {
-            self.dispatch(ticket, endpoint, request, built, deadline);
+            self.dispatch(ticket, endpoint, kind, built, deadline);
         } else {
+            if let Ok(record) = encode_queued(ticket, &kind, &built) {
+                // Encoding into memory cannot fail with these types; if it ever did, the
+                // request would still be queued, in memory only.
+                self.persisted.insert(ticket);
+                self.commands.push_back(Command::Persist {
+                    ticket,
+                    endpoint: endpoint.to_owned(),
+                    record,
+                    queued_at: now,
+                    deadline,
+                });
+            }
             self.queues.enqueue(
                 endpoint,
                 QueuedEntry {
                     ticket,
-                    request,
+                    kind,
                     built,
                     queued_at: now,
                     deadline,
@@ -240,6 +280,46 @@ impl DeviceRequests {
             );
         }
         Ok(ticket)
+    }
+
+    /// Puts a queued request read back from the store (after a restart) into `endpoint`'s
+    /// queue under a fresh ticket. `waited` is how long it has been queued so far,
+    /// `remaining` how long it may still wait (zero: it expired while the server was down, and
+    /// the next [`DeviceRequests::handle_timeout`] fails it with [`DmError::Expired`]). An
+    /// endpoint that is not registered any more fails it at once with
+    /// [`DmError::Deregistered`]. Either way its outcome ends with [`Command::Unpersist`]:
+    /// the caller must already know which stored entry the returned ticket is. No
+    /// [`Command::Persist`]: it is stored already.
+    pub fn restore_queued(
+        &mut self,
+        now: Instant,
+        registrations: &Registrations,
+        endpoint: &str,
+        record: &[u8],
+        waited: Duration,
+        remaining: Duration,
+    ) -> Result<(Ticket, RequestKind), RecordError> {
+        let decoded = decode_queued(record)?;
+        let ticket = Ticket(self.next_ticket);
+        self.next_ticket += 1;
+        self.persisted.insert(ticket);
+        if let Some(client) = registrations.by_endpoint(endpoint) {
+            let view = ClientView::from_client(client, self.clients.get(endpoint));
+            self.clients.insert(endpoint.to_owned(), view);
+            self.queues.enqueue(
+                endpoint,
+                QueuedEntry {
+                    ticket,
+                    kind: decoded.kind.clone(),
+                    built: decoded.built,
+                    queued_at: now.checked_sub(waited).unwrap_or(now),
+                    deadline: now + remaining,
+                },
+            );
+        } else {
+            self.report(ticket, endpoint, Err(DmError::Deregistered));
+        }
+        Ok((ticket, decoded.kind))
     }
 
     /// The stack's id for a [`Command::Send`], so its events can be matched.
@@ -342,11 +422,7 @@ impl DeviceRequests {
     /// end.
     pub fn on_deregistered(&mut self, endpoint: &str) {
         for entry in self.queues.clear(endpoint) {
-            self.events.push_back(DmEvent::Completed {
-                ticket: entry.ticket,
-                endpoint: endpoint.to_owned(),
-                result: Err(DmError::Deregistered),
-            });
+            self.report(entry.ticket, endpoint, Err(DmError::Deregistered));
         }
         let mut gone: Vec<Ticket> = self
             .pending
@@ -359,11 +435,7 @@ impl DeviceRequests {
         for ticket in gone {
             if let Some(exchange) = self.pending.remove(&ticket) {
                 self.forget_on_stack(address.as_deref(), exchange.request_id);
-                self.events.push_back(DmEvent::Completed {
-                    ticket,
-                    endpoint: endpoint.to_owned(),
-                    result: Err(DmError::Deregistered),
-                });
+                self.report(ticket, endpoint, Err(DmError::Deregistered));
             }
         }
         let mut ended: Vec<Ticket> = self
@@ -401,7 +473,7 @@ impl DeviceRequests {
         let mut out: Vec<_> = self
             .observations
             .iter()
-            .map(|(t, e)| (*t, e.endpoint.clone(), observed_paths(&e.request)))
+            .map(|(t, e)| (*t, e.endpoint.clone(), e.kind.observed_paths()))
             .collect();
         out.sort_by_key(|(t, _, _)| *t);
         out
@@ -438,13 +510,8 @@ impl DeviceRequests {
     /// Fails requests whose time is up and puts devices whose window ran out to sleep.
     pub fn handle_timeout(&mut self, now: Instant) {
         for (endpoint, entry) in self.queues.expire(now) {
-            self.events.push_back(DmEvent::Completed {
-                ticket: entry.ticket,
-                endpoint,
-                result: Err(DmError::Expired {
-                    waited: now.saturating_duration_since(entry.queued_at),
-                }),
-            });
+            let waited = now.saturating_duration_since(entry.queued_at);
+            self.report(entry.ticket, &endpoint, Err(DmError::Expired { waited }));
         }
         let mut due: Vec<Ticket> = self
             .pending
@@ -484,7 +551,7 @@ impl DeviceRequests {
         &mut self,
         ticket: Ticket,
         endpoint: &str,
-        request: DownlinkRequest,
+        kind: RequestKind,
         built: BuiltRequest,
         deadline: Instant,
     ) {
@@ -504,7 +571,7 @@ impl DeviceRequests {
             ticket,
             Exchange {
                 endpoint: endpoint.to_owned(),
-                request,
+                kind,
                 built,
                 deadline,
                 request_id: None,
@@ -520,11 +587,7 @@ impl DeviceRequests {
         endpoint: &str,
         result: Result<DownlinkResponse, DmError>,
     ) {
-        self.events.push_back(DmEvent::Completed {
-            ticket,
-            endpoint: endpoint.to_owned(),
-            result,
-        });
+        self.report(ticket, endpoint, result);
         if let Some(view) = self.clients.get_mut(endpoint)
             && view.in_flight == Some(ticket)
         {
@@ -544,24 +607,39 @@ impl DeviceRequests {
         }
         while let Some(entry) = self.queues.pop(endpoint) {
             if entry.deadline <= now {
-                self.events.push_back(DmEvent::Completed {
-                    ticket: entry.ticket,
-                    endpoint: endpoint.to_owned(),
-                    result: Err(DmError::Expired {
-                        waited: now.saturating_duration_since(entry.queued_at),
-                    }),
-                });
+                let waited = now.saturating_duration_since(entry.queued_at);
+                self.report(entry.ticket, endpoint, Err(DmError::Expired { waited }));
                 continue;
             }
             self.dispatch(
                 entry.ticket,
                 endpoint,
-                entry.request,
+                entry.kind,
                 entry.built,
                 entry.deadline,
             );
             return;
         }
+    }
+
+    /// Reports an outcome and lets go of its stored queue entry, if it had one.
+    fn report(
+        &mut self,
+        ticket: Ticket,
+        endpoint: &str,
+        result: Result<DownlinkResponse, DmError>,
+    ) {
+        if self.persisted.remove(&ticket) {
+            self.commands.push_back(Command::Unpersist {
+                ticket,
+                endpoint: endpoint.to_owned(),
+            });
+        }
+        self.events.push_back(DmEvent::Completed {
+            ticket,
+            endpoint: endpoint.to_owned(),
+            result,
+        });
     }
 
     fn touch(&mut self, now: Instant, endpoint: &str) {
@@ -611,7 +689,7 @@ impl DeviceRequests {
         let (announced, alternate_path) = self.client_context(&exchange.endpoint);
         let models = self.models.for_client(&announced);
         decode_response(
-            &exchange.request,
+            &exchange.kind,
             &exchange.built,
             response,
             &models,
@@ -634,9 +712,9 @@ impl DeviceRequests {
         }
         let (announced, _) = self.client_context(&observation.endpoint);
         let models = self.models.for_client(&announced);
-        let paths = observed_paths(&observation.request);
-        let nodes = match &observation.request {
-            DownlinkRequest::Observe { path, .. } => {
+        let paths = observation.kind.observed_paths();
+        let nodes = match &observation.kind {
+            RequestKind::Observe { path } => {
                 decode_single(path, response, observation.built.format, &models)?
                     .map(|node| NodeMap::from([(*path, node)]))
                     .unwrap_or_default()
@@ -650,13 +728,5 @@ impl DeviceRequests {
             nodes,
             observe: response.options.observe(),
         })
-    }
-}
-
-fn observed_paths(request: &DownlinkRequest) -> Vec<Path> {
-    match request {
-        DownlinkRequest::Observe { path, .. } => vec![*path],
-        DownlinkRequest::ObserveComposite { paths, .. } => paths.clone(),
-        _ => Vec::new(),
     }
 }

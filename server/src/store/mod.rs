@@ -155,6 +155,9 @@ pub trait Store: Send + Sync {
     /// An endpoint's queue in FIFO order.
     fn queued(&self, endpoint: &str) -> Result<Vec<QueuedRequest>, StoreError>;
 
+    /// Every endpoint's queue (server start): grouped by endpoint, FIFO within each.
+    fn all_queued(&self) -> Result<Vec<QueuedRequest>, StoreError>;
+
     fn queue_len(&self, endpoint: &str) -> Result<usize, StoreError>;
 
     /// Removes an endpoint's requests with `expires_ms <= now_ms` and returns them (FIFO order),

@@ -729,6 +729,16 @@ impl Store for SledStore {
             .collect()
     }
 
+    fn all_queued(&self) -> Result<Vec<QueuedRequest>, StoreError> {
+        self.queue
+            .iter()
+            .map(|item| {
+                let (k, v) = item.map_err(from_sled)?;
+                decode(&v, "queue", &k)
+            })
+            .collect()
+    }
+
     fn queue_len(&self, endpoint: &str) -> Result<usize, StoreError> {
         let mut n = 0;
         for item in self.queue.scan_prefix(queue_prefix(endpoint)?).keys() {

@@ -34,6 +34,9 @@ pub struct World {
     pub sends: Vec<SendReport>,
     /// When each request left the service for the stack.
     pub sent_at: Vec<(Instant, Ticket)>,
+    /// Tickets the service asked to persist (`Command::Persist`) and to forget.
+    pub persisted: Vec<Ticket>,
+    pub unpersisted: Vec<Ticket>,
     /// Requests the test sent from the device's side (not the device's own), and their
     /// outcomes, kept away from the device.
     device_side: Vec<RequestId>,
@@ -69,6 +72,8 @@ impl World {
             domain: Vec::new(),
             sends: Vec::new(),
             sent_at: Vec::new(),
+            persisted: Vec::new(),
+            unpersisted: Vec::new(),
             device_side: Vec::new(),
             device_side_outcomes: Vec::new(),
             epoch_ms,
@@ -169,6 +174,9 @@ impl World {
                     self.sent_at.push((now, ticket));
                 }
                 Command::Cancel { id, .. } => self.pair.server.cancel(now, Side::Client, id),
+                // No store in the simulated harness: queued requests live in memory only.
+                Command::Persist { ticket, .. } => self.persisted.push(ticket),
+                Command::Unpersist { ticket, .. } => self.unpersisted.push(ticket),
             }
         }
         while let Some(event) = self.dm.poll_event() {
