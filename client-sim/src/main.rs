@@ -93,7 +93,7 @@ struct Args {
     psk_identity: Option<String>,
     /// DTLS with a pre-shared key: the key, in hex.
     #[arg(long, value_name = "HEX", requires = "psk_identity", value_parser = parse_hex)]
-    psk_key: Option<Vec<u8>>,
+    psk_key: Option<HexKey>,
     /// DTLS with a certificate: the device's certificate chain (PEM, leaf first; CN = endpoint).
     #[arg(long, value_name = "PEM", requires_all = ["key", "ca"])]
     cert: Option<PathBuf>,
@@ -121,7 +121,11 @@ enum RunError {
     DtlsCount,
 }
 
-fn parse_hex(s: &str) -> Result<Vec<u8>, String> {
+/// A key given in hex. A newtype, because clap reads `Option<Vec<u8>>` as a list of numbers.
+#[derive(Debug, Clone)]
+struct HexKey(Vec<u8>);
+
+fn parse_hex(s: &str) -> Result<HexKey, String> {
     let s = s.trim();
     if s.is_empty() || !s.len().is_multiple_of(2) {
         return Err("expected an even number of hex digits".into());
@@ -133,7 +137,8 @@ fn parse_hex(s: &str) -> Result<Vec<u8>, String> {
                 .and_then(|b| u8::from_str_radix(b, 16).ok())
                 .ok_or_else(|| format!("not hex: {s:?}"))
         })
-        .collect()
+        .collect::<Result<Vec<u8>, String>>()
+        .map(HexKey)
 }
 
 fn read(path: &Path) -> Result<String, RunError> {
@@ -148,7 +153,7 @@ fn credentials(args: &Args) -> Result<Option<ClientCredentials>, RunError> {
     if let (Some(identity), Some(key)) = (&args.psk_identity, &args.psk_key) {
         return Ok(Some(ClientCredentials::Psk {
             identity: identity.as_bytes().to_vec(),
-            key: key.clone(),
+            key: key.0.clone(),
         }));
     }
     if let (Some(cert), Some(key), Some(ca)) = (&args.cert, &args.key, &args.ca) {
@@ -390,4 +395,46 @@ fn seed_of(endpoint: &str) -> u64 {
     let mut h = DefaultHasher::new();
     endpoint.hash(&mut h);
     h.finish()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn psk_flags_parse_into_credentials() {
+        let cli = Cli::try_parse_from([
+            "steward-client",
+            "--endpoint",
+            "dev",
+            "--psk-identity",
+            "dev",
+            "--psk-key",
+            "00ff10",
+        ])
+        .expect("flags parse");
+        match credentials(&cli.single) {
+            Ok(Some(ClientCredentials::Psk { identity, key })) => {
+                assert_eq!(identity, b"dev");
+                assert_eq!(key, [0x00, 0xff, 0x10]);
+            }
+            Ok(_) => panic!("PSK credentials expected"),
+            Err(e) => panic!("PSK credentials expected, got {e}"),
+        }
+        for bad in ["0", "zz", ""] {
+            assert!(
+                Cli::try_parse_from([
+                    "steward-client",
+                    "--endpoint",
+                    "dev",
+                    "--psk-identity",
+                    "dev",
+                    "--psk-key",
+                    bad
+                ])
+                .is_err(),
+                "{bad:?}"
+            );
+        }
+    }
 }

@@ -21,5 +21,6 @@ pub mod lwm2m;
 pub mod observation;
 pub mod registry;
 pub mod runtime;
+pub mod security_cli;
 pub mod store;
 pub mod tls;

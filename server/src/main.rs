@@ -5,6 +5,7 @@
 //!               [--data-dir DIR] [--allow-unsecured[=BOOL]] [--default-lifetime S]
 //!               [--expiry-grace S]
 //! steward demo  [--data-dir DIR] [--devices N] [--coap-port N] [--coaps-port N]
+//! steward security add-psk|add-x509|list|remove --data-dir DIR ...
 //! ```
 //!
 //! Settings come from flags, then `STEWARD_*` variables, then the TOML file, then the defaults
@@ -23,6 +24,7 @@ use clap::{Parser, Subcommand};
 use steward::config::{Config, ConfigError, ServeArgs};
 use steward::demo::{self, DemoArgs, DemoOptions};
 use steward::runtime;
+use steward::security_cli::{self, SecurityArgs};
 use tokio::signal::unix::{Signal, SignalKind, signal};
 use tracing_subscriber::EnvFilter;
 
@@ -39,13 +41,15 @@ enum Command {
     Serve(ServeArgs),
     /// Start a server and simulated devices, run every operation once, print a summary.
     Demo(DemoArgs),
+    /// Manage device credentials (PSK, X.509) in a data directory; stop the server first.
+    Security(SecurityArgs),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let default_level = match cli.command {
         Command::Serve(_) => "info",
-        Command::Demo(_) => "warn",
+        Command::Demo(_) | Command::Security(_) => "warn",
     };
     let filter =
         EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_level));
@@ -56,6 +60,16 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Serve(args) => serve(&args),
         Command::Demo(args) => run_demo(&args),
+        Command::Security(args) => match security_cli::run_in_data_dir(&args) {
+            Ok(lines) => {
+                lines.iter().for_each(|l| println!("{l}"));
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("steward security: {e}");
+                ExitCode::from(2)
+            }
+        },
     }
 }
 
