@@ -5,8 +5,8 @@
 //! read queued for a sleeping queue-mode device.
 
 mod fleet;
+mod udp_device;
 
-use std::hash::{BuildHasher, RandomState};
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -15,17 +15,12 @@ use steward::config::Config;
 use steward::devices::{DeviceEvent, DeviceEvents, Devices};
 use steward::dm::{DmConfig, DmError, DownlinkRequest, DownlinkResponse, WriteMode};
 use steward::runtime::{self, RunningServer};
-use steward_client::registration::RegistrationEvent;
-use steward_client::{Client, DeviceConfig, DeviceEvent as SimEvent, QueueTiming};
-use steward_coap::endpoint::Config as EndpointConfig;
-use steward_coap::stack::StackConfig;
+use steward_client::{Client, DeviceConfig, QueueTiming};
 use steward_objects::{ContentFormat, Node, Path, Resource, Value, Version};
 use steward_transport::Handle;
-use steward_transport::udp::{self, UdpConfig};
-use tokio::sync::mpsc;
 
 const TIMEOUT: Duration = Duration::from_secs(10);
-const WAIT: Duration = Duration::from_secs(15);
+use udp_device::WAIT;
 
 struct World {
     _dir: TempDir,
@@ -57,41 +52,13 @@ async fn world(name: &str, dm: DmConfig) -> World {
 }
 
 impl World {
-    /// Starts a device over UDP and waits until the server has its registration stored.
+    /// Starts a device over UDP and waits until both sides have its registration.
     async fn device(&mut self, config: DeviceConfig) -> Handle<Client<SocketAddr>> {
-        let endpoint = config.endpoint.clone();
-        let (handle, mut reports) = spawn_device(self.server.coap_addr(), config);
-        self.wait_for(
-            |e| matches!(e, DeviceEvent::Registered { endpoint: ep, .. } if *ep == endpoint),
-        )
-        .await;
-        // The server publishes the registration as its 2.01 leaves: wait until the device has
-        // it too (a Send before that is refused by the device itself).
-        let seen = tokio::time::timeout(WAIT, async {
-            while let Some(event) = reports.recv().await {
-                if matches!(
-                    event,
-                    SimEvent::Registration(RegistrationEvent::Registered { .. })
-                ) {
-                    return true;
-                }
-            }
-            false
-        })
-        .await;
-        assert_eq!(seen, Ok(true), "{endpoint} saw its registration");
-        handle
+        udp_device::registered_device(self.server.coap_addr(), &mut self.events, config).await
     }
 
     async fn wait_for(&mut self, want: impl Fn(&DeviceEvent) -> bool) -> DeviceEvent {
-        let deadline = tokio::time::Instant::now() + WAIT;
-        loop {
-            match tokio::time::timeout_at(deadline, self.events.next()).await {
-                Ok(Some(e)) if want(&e) => return e,
-                Ok(Some(_)) => {}
-                Ok(None) | Err(_) => panic!("the awaited device event did not come"),
-            }
-        }
+        udp_device::wait_for(&mut self.events, want).await
     }
 
     async fn request(&self, endpoint: &str, request: DownlinkRequest) -> DownlinkResponse {
@@ -101,37 +68,6 @@ impl World {
             .await
             .unwrap_or_else(|e| panic!("{op} on {endpoint}: {e}"))
     }
-}
-
-fn spawn_device(
-    server: SocketAddr,
-    mut config: DeviceConfig,
-) -> (
-    Handle<Client<SocketAddr>>,
-    mpsc::UnboundedReceiver<SimEvent>,
-) {
-    config.server_uri = format!("coap://{server}");
-    let stack = StackConfig {
-        endpoint: EndpointConfig {
-            seed: RandomState::new().hash_one(&config.endpoint),
-            ..EndpointConfig::default()
-        },
-        ..StackConfig::default()
-    };
-    let client = Client::new(config, stack, server);
-    let (socket, _) = udp::bind(&UdpConfig {
-        bind: SocketAddr::from(([127, 0, 0, 1], 0)),
-        recv_buffer: 64 << 10,
-        send_buffer: 64 << 10,
-    })
-    .expect("bind a device socket");
-    let (tx, rx) = mpsc::unbounded_channel();
-    let (handle, _task) = udp::spawn(socket, client, move |_, _, event| {
-        let _ = tx.send(event);
-    })
-    .expect("spawn a device");
-    handle.command(|client, now| client.start(now));
-    (handle, rx)
 }
 
 fn single(node: Option<&Node>) -> Option<&Value> {

@@ -5,8 +5,8 @@
 //! observation is re-established after the restart and notifies again.
 
 mod fleet;
+mod udp_device;
 
-use std::hash::{BuildHasher, RandomState};
 use std::net::SocketAddr;
 use std::path::Path as FsPath;
 use std::time::Duration;
@@ -16,16 +16,11 @@ use steward::config::Config;
 use steward::devices::{DeviceEvent, DeviceEvents, RequestOrigin};
 use steward::dm::{DmConfig, DmError, DownlinkRequest, DownlinkResponse, RequestKind};
 use steward::runtime::{self, RunningServer};
-use steward_client::registration::RegistrationEvent;
-use steward_client::{Client, DeviceConfig, DeviceEvent as SimEvent, QueueTiming};
-use steward_coap::endpoint::Config as EndpointConfig;
-use steward_coap::stack::StackConfig;
+use steward_client::{Client, DeviceConfig, QueueTiming};
 use steward_objects::{Node, Path, Resource, Value, Version};
 use steward_transport::Handle;
-use steward_transport::udp::{self, UdpConfig};
-use tokio::sync::mpsc;
 
-const WAIT: Duration = Duration::from_secs(15);
+use udp_device::WAIT;
 const BATTERY: Path = Path::Resource(3, 0, 9);
 
 fn dm() -> DmConfig {
@@ -58,14 +53,7 @@ async fn restart(server: RunningServer, data: &FsPath) -> (RunningServer, Device
 }
 
 async fn wait_for(events: &mut DeviceEvents, want: impl Fn(&DeviceEvent) -> bool) -> DeviceEvent {
-    let deadline = tokio::time::Instant::now() + WAIT;
-    loop {
-        match tokio::time::timeout_at(deadline, events.next()).await {
-            Ok(Some(e)) if want(&e) => return e,
-            Ok(Some(_)) => {}
-            Ok(None) | Err(_) => panic!("the awaited device event did not come"),
-        }
-    }
+    udp_device::wait_for(events, want).await
 }
 
 async fn wait_until(mut f: impl FnMut() -> bool) -> bool {
@@ -83,50 +71,9 @@ async fn wait_until(mut f: impl FnMut() -> bool) -> bool {
 async fn device(
     server: &RunningServer,
     events: &mut DeviceEvents,
-    mut config: DeviceConfig,
+    config: DeviceConfig,
 ) -> Handle<Client<SocketAddr>> {
-    let endpoint = config.endpoint.clone();
-    let address = server.coap_addr();
-    config.server_uri = format!("coap://{address}");
-    let stack = StackConfig {
-        endpoint: EndpointConfig {
-            seed: RandomState::new().hash_one(&config.endpoint),
-            ..EndpointConfig::default()
-        },
-        ..StackConfig::default()
-    };
-    let client = Client::new(config, stack, address);
-    let (socket, _) = udp::bind(&UdpConfig {
-        bind: SocketAddr::from(([127, 0, 0, 1], 0)),
-        recv_buffer: 64 << 10,
-        send_buffer: 64 << 10,
-    })
-    .expect("bind a device socket");
-    let (tx, mut reports) = mpsc::unbounded_channel();
-    let (handle, _task) = udp::spawn(socket, client, move |_, _, event| {
-        let _ = tx.send(event);
-    })
-    .expect("spawn a device");
-    handle.command(|client, now| client.start(now));
-    wait_for(
-        events,
-        |e| matches!(e, DeviceEvent::Registered { endpoint: ep, .. } if *ep == endpoint),
-    )
-    .await;
-    let seen = tokio::time::timeout(WAIT, async {
-        while let Some(event) = reports.recv().await {
-            if matches!(
-                event,
-                SimEvent::Registration(RegistrationEvent::Registered { .. })
-            ) {
-                return true;
-            }
-        }
-        false
-    })
-    .await;
-    assert_eq!(seen, Ok(true), "{endpoint} saw its registration");
-    handle
+    udp_device::registered_device(server.coap_addr(), events, config).await
 }
 
 fn queue_device(endpoint: &str, sleep: Duration) -> DeviceConfig {
