@@ -73,12 +73,7 @@ pub fn decode_timestamped(
 /// Parses a SenML CBOR pack into records as sent (no base values applied; see
 /// [`super::resolve`]). An empty array is accepted, as in JSON.
 pub fn parse_records(payload: &[u8]) -> Result<Vec<Record>, DecodeError> {
-    let mut records = Vec::new();
-    for_each_record(payload, &mut |record| {
-        records.push(record);
-        Ok(())
-    })?;
-    Ok(records)
+    super::collect_records(for_each_record, payload)
 }
 
 /// Parses the pack and hands each record to `sink` as soon as it is read; the first error,

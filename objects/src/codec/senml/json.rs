@@ -73,12 +73,7 @@ pub fn decode_timestamped(
 /// [`super::resolve`]). An empty array is accepted although RFC 8428's CDDL asks for one
 /// record at least: LwM2M clients answer a read of an empty instance with `[]`.
 pub fn parse_records(payload: &[u8]) -> Result<Vec<Record>, DecodeError> {
-    let mut records = Vec::new();
-    for_each_record(payload, &mut |record| {
-        records.push(record);
-        Ok(())
-    })?;
-    Ok(records)
+    super::collect_records(for_each_record, payload)
 }
 
 /// Parses the pack and hands each record to `sink` as soon as it is read; the first error,

@@ -435,6 +435,16 @@ pub(crate) type Sink<'a> = dyn FnMut(Record) -> Result<(), DecodeError> + 'a;
 /// An encoding's record parser (`json::for_each_record`, `cbor::for_each_record`).
 pub(crate) type Parser = fn(&[u8], &mut Sink<'_>) -> Result<(), DecodeError>;
 
+/// Every record of a pack, as sent: what `json::parse_records` and `cbor::parse_records` give.
+pub(crate) fn collect_records(parse: Parser, payload: &[u8]) -> Result<Vec<Record>, DecodeError> {
+    let mut records = Vec::new();
+    parse(payload, &mut |record| {
+        records.push(record);
+        Ok(())
+    })?;
+    Ok(records)
+}
+
 /// The longest text an LwM2M path can be written with: `/65534/65534/65534/65534/`.
 const MAX_PATH_TEXT: usize = 25;
 
