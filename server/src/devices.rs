@@ -676,16 +676,9 @@ impl Hub {
                 endpoint,
                 result,
             } => {
-                let established = matches!(
-                    &result,
-                    Ok(DownlinkResponse::Observe {
-                        observe: Some(_),
-                        ..
-                    } | DownlinkResponse::ObserveComposite {
-                        observe: Some(_),
-                        ..
-                    })
-                );
+                let established = result
+                    .as_ref()
+                    .is_ok_and(DownlinkResponse::establishes_observation);
                 if established {
                     if let Some((_, meta)) = st.observing.get(&ticket) {
                         let record = ObservationRecord {

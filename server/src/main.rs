@@ -73,16 +73,21 @@ fn main() -> ExitCode {
     }
 }
 
-fn run_demo(args: &DemoArgs) -> ExitCode {
-    let rt = match tokio::runtime::Builder::new_multi_thread()
+/// The multi-threaded tokio runtime both subcommands run on; a failure is reported here.
+fn async_runtime() -> Result<tokio::runtime::Runtime, ExitCode> {
+    tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
+        .map_err(|e| {
             eprintln!("steward: cannot start the async runtime: {e}");
-            return ExitCode::FAILURE;
-        }
+            ExitCode::FAILURE
+        })
+}
+
+fn run_demo(args: &DemoArgs) -> ExitCode {
+    let rt = match async_runtime() {
+        Ok(rt) => rt,
+        Err(code) => return code,
     };
     let options = DemoOptions::from(args);
     let mut out = std::io::stdout();
@@ -104,15 +109,9 @@ fn serve(args: &ServeArgs) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let rt = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let rt = match async_runtime() {
         Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("steward: cannot start the async runtime: {e}");
-            return ExitCode::FAILURE;
-        }
+        Err(code) => return code,
     };
     let result = rt.block_on(async {
         // Handlers first: a signal that arrives once the "listening" line is out must find

@@ -52,6 +52,23 @@ pub enum DownlinkResponse {
 }
 
 impl DownlinkResponse {
+    /// True for an Observe or Observe-Composite answer that carried Observe: the device now
+    /// notifies (RFC 7641 §3.2); without the option it answered as a plain read.
+    pub fn establishes_observation(&self) -> bool {
+        matches!(
+            self,
+            DownlinkResponse::Observe {
+                observe: Some(_),
+                ..
+            } | DownlinkResponse::ObserveComposite {
+                observe: Some(_),
+                ..
+            }
+        )
+    }
+}
+
+impl DownlinkResponse {
     /// The LwM2M success code of this answer.
     pub fn code(&self) -> Code {
         match self {

@@ -362,16 +362,9 @@ impl DeviceRequests {
             // An answer is an uplink: the device is awake for another window.
             self.touch(now, &exchange.endpoint);
             let result = self.decode(&exchange, response);
-            let established = matches!(
-                &result,
-                Ok(DownlinkResponse::Observe {
-                    observe: Some(_),
-                    ..
-                } | DownlinkResponse::ObserveComposite {
-                    observe: Some(_),
-                    ..
-                })
-            );
+            let established = result
+                .as_ref()
+                .is_ok_and(DownlinkResponse::establishes_observation);
             if established {
                 self.observations.insert(ticket, exchange.clone());
             } else if let Some(id) = exchange.request_id {
