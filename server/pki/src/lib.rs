@@ -2,3 +2,13 @@
 //!
 //! The PKI of Steward, without I/O: the certificate authority, the enrolment policy
 //! (manufacturer CAs and the allow-list), EST-coaps request handling, CRLs and OCSP.
+
+pub mod ca;
+pub mod csr;
+pub mod est;
+pub mod multipart;
+pub mod pkcs7;
+pub mod policy;
+pub mod profile;
+pub mod records;
+pub mod revocation;
