@@ -585,6 +585,15 @@ impl Server {
             .arg(coap.to_string())
             .arg("--coaps-port")
             .arg(coaps.to_string())
+            // The bootstrap and HTTP listeners are not measured here: free ports.
+            .args([
+                "--bs-coap-port",
+                "0",
+                "--bs-coaps-port",
+                "0",
+                "--http-port",
+                "0",
+            ])
             .arg("--data-dir")
             .arg(dir.join("data"))
             .stdin(Stdio::null())

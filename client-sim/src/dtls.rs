@@ -49,8 +49,22 @@ where
                     client.device.registration().state(),
                     State::Idle | State::Deregistering
                 );
+                let bootstrapping = client.device.is_bootstrapping();
                 if !*reconnect {
-                    client.start(now);
+                    // Every DTLS session registers afresh (Transport §5.2.6), so a persisted
+                    // registration is not resumed; a bootstrap under way keeps going (its
+                    // request is retransmitted into the new session).
+                    client.device.discard_resume();
+                    if !bootstrapping {
+                        client.start(now);
+                    } else {
+                        // An EST session started before this session (e.g. `--reenroll`)
+                        // has its first request due: send it now.
+                        client.handle_timeout(now);
+                    }
+                } else if bootstrapping {
+                    // Keep the exchange: its retransmissions reach the new session, and the
+                    // bootstrap's own timeout covers a server that lost it.
                 } else if !deregistered {
                     // A new session: a new message-ID space, and the server may have lost
                     // the registration with the session.

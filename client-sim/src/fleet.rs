@@ -944,6 +944,8 @@ fn account(
                 unregistered(stats, slot);
                 (Op::Update, Err(reason(Op::Update, *code)))
             }
+            // A new Register follows at once; it closes the op.
+            RegistrationEvent::VersionFallback { .. } => return,
         },
         DeviceEvent::Notified { .. } => {
             stats.notifications.fetch_add(1, Ordering::Relaxed);

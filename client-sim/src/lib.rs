@@ -14,11 +14,21 @@
 //!   its session fails.
 //! - [`fleet`]: many devices from one process (shards of sockets, not a task per device).
 //! - [`harness`]: runs a `SimDevice` on a `Pair` against an in-test server.
+//! - [`bootstrap`]: the client-initiated bootstrap (Bootstrap interface, client side) and the
+//!   server accounts it leaves in /0 and /1; the bootstrap server's operations are
+//!   [`device::handle_bootstrap`].
+//! - [`state`]: what a device keeps across power cycles (`--state-dir`).
+//! - [`est`]: Security Mode 4 (EST-coaps enrolment and re-enrolment with the bootstrap
+//!   server) and the OCSP check of the LwM2M server's certificate, as a sans-IO session.
+//! - [`transport`]: which server (bootstrap or LwM2M) a device on sockets must reach now,
+//!   and with which DTLS credentials.
 //!
 //! Like the CoAP layer, nothing here reads a clock: every call takes `now`.
 
+pub mod bootstrap;
 pub mod device;
 pub mod dtls;
+pub mod est;
 pub mod firmware;
 pub mod fleet;
 pub mod harness;
@@ -28,13 +38,17 @@ pub mod registration;
 pub mod send;
 pub mod sensors;
 mod sim_device;
+pub mod state;
+pub mod transport;
 
-pub use device::{Device, DeviceConfig, Effect, handle};
+pub use bootstrap::{Bootstrap, BootstrapEvent, Security, ServerAccount};
+pub use device::{BootstrapServer, Device, DeviceConfig, Effect, handle, handle_bootstrap};
 pub use queue::QueueTiming;
 pub use registration::{Registration, RegistrationConfig, RegistrationEvent};
 pub use send::SendError;
 pub use sensors::SensorConfig;
-pub use sim_device::{Client, DeviceEvent, PeerResolver, SimDevice};
+pub use sim_device::{Client, DeviceEvent, PeerResolver, ReenrolError, SimDevice};
+pub use state::{DeviceState, StateError, StateStore};
 
 /// Re-exported so users of this crate name the same stack type.
 pub use steward_coap::stack::Stack;

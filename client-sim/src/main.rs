@@ -4,6 +4,10 @@
 //! steward-client --server 127.0.0.1:5683 --endpoint NAME --lwm2m 1.1 [--count N]
 //! steward-client --server 127.0.0.1:5684 --endpoint NAME --psk-identity NAME --psk-key HEX
 //! steward-client --server 127.0.0.1:5684 --endpoint CN --cert dev.pem --key dev.key --ca ca.pem
+//! steward-client --bootstrap coap://127.0.0.1:5783 --endpoint NAME [--state-dir DIR]
+//! steward-client --bootstrap coaps://127.0.0.1:5784 --endpoint NAME --psk-identity NAME --psk-key HEX
+//! steward-client --bootstrap coaps://127.0.0.1:5784 --endpoint NAME --cert factory.pem \
+//!     --key factory.key --ca bs-server-ca.pem --state-dir DIR [--no-ocsp-check] [--reenroll]
 //! steward-client fleet --server 127.0.0.1:5683 --count 100000 --rate 5000 --lifetime 300 \
 //!     [--duration S] [--deregister]
 //! steward-client bench [--count 100000] [--steward target/release/steward]
@@ -16,7 +20,9 @@
 //! `steward_client::dtls`): `--ca` holds the CA certificate(s) the server's chain must end at,
 //! or the server's own (e.g. self-signed) certificate to pin. `fleet` runs many devices on a few worker tasks
 //! (see `steward_client::fleet`) with a progress bar and a latency summary; `bench` measures
-//! a `steward serve` child process (see `bench.rs`).
+//! a `steward serve` child process (see `bench.rs`). With `--bootstrap` or `--state-dir` one
+//! device runs with a transport that follows it from bootstrap server to LwM2M server (see
+//! `managed.rs`).
 
 use std::collections::hash_map::DefaultHasher;
 use std::hash::{Hash, Hasher};
@@ -29,11 +35,12 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 mod bench;
 mod fleet_cmd;
+mod managed;
 
 use clap::{Parser, Subcommand};
 use steward_client::dtls::DtlsEvent;
 use steward_client::registration::RegistrationEvent;
-use steward_client::{Client, DeviceConfig, DeviceEvent};
+use steward_client::{BootstrapEvent, Client, DeviceConfig, DeviceEvent};
 use steward_coap::endpoint::Config;
 use steward_coap::stack::StackConfig;
 use steward_dtls::{ClientCertificate, ClientConfig, ClientCredentials, ServerTrust};
@@ -103,6 +110,35 @@ struct Args {
     /// DTLS with a certificate: CA certificate(s) or the pinned server certificate (PEM).
     #[arg(long, value_name = "PEM", requires = "cert")]
     ca: Option<PathBuf>,
+    /// Bootstrap server URI (coap:// or coaps://, an IP address): the device bootstraps when
+    /// it has no usable LwM2M server account. coaps uses --psk-identity/--psk-key or
+    /// --cert/--key/--ca as factory credentials.
+    #[arg(long, value_name = "URI")]
+    bootstrap: Option<String>,
+    /// Keep the device's state (accounts, registration, LwM2M version, firmware) in
+    /// DIR/<endpoint>.json across restarts.
+    #[arg(long, value_name = "DIR")]
+    state_dir: Option<PathBuf>,
+    /// With --bootstrap: before trusting the LwM2M server's certificate (/0/x/4, modes 2 and
+    /// 4), ask the bootstrap server's OCSP responder and refuse to connect unless it says
+    /// Good (the default).
+    #[arg(long, overrides_with = "no_ocsp_check")]
+    ocsp_check: bool,
+    /// Trust /0/x/4 without asking the OCSP responder.
+    #[arg(long, overrides_with = "ocsp_check")]
+    no_ocsp_check: bool,
+    /// Uri-Path of the OCSP responder on the bootstrap server.
+    #[arg(long, value_name = "PATH", default_value = steward_client::est::DEFAULT_OCSP_PATH)]
+    ocsp_path: String,
+    /// EST root on the bootstrap server (RFC 9148: /.well-known/est or
+    /// /.well-known/est/<label>).
+    #[arg(long, value_name = "PATH", default_value = steward_client::est::DEFAULT_EST_ROOT)]
+    est_root: String,
+    /// Re-enrol (EST /sren, new key, same subject) the certificate of the persisted
+    /// certificate-mode account at start, then register with the new certificate. Needs
+    /// --bootstrap and --state-dir.
+    #[arg(long, requires_all = ["bootstrap", "state_dir"])]
+    reenroll: bool,
 }
 
 /// Why the single-device mode could not run.
@@ -119,6 +155,16 @@ enum RunError {
     Dtls(#[from] steward_dtls::DtlsError),
     #[error("DTLS runs one device: --count must be 1")]
     DtlsCount,
+    #[error("--bootstrap and --state-dir run one device: --count must be 1")]
+    ManagedCount,
+    #[error("{0}")]
+    Uri(String),
+    #[error(transparent)]
+    Transport(#[from] steward_client::transport::TransportError),
+    #[error("device task failed: {0}")]
+    Task(String),
+    #[error(transparent)]
+    State(#[from] steward_client::StateError),
 }
 
 /// A key given in hex. A newtype, because clap reads `Option<Vec<u8>>` as a list of numbers.
@@ -223,6 +269,9 @@ async fn run(args: Args) -> Result<(), RunError> {
     let clock = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(0));
+    if args.bootstrap.is_some() || args.state_dir.is_some() {
+        return managed::run(args, dtls, clock).await;
+    }
     let bind = match args.server {
         SocketAddr::V4(_) => SocketAddr::from(([0, 0, 0, 0], 0)),
         SocketAddr::V6(_) => SocketAddr::from(([0u16; 8], 0)),
@@ -359,6 +408,9 @@ fn describe(event: &DeviceEvent) -> String {
             let why = code.map_or_else(|| "no answer".to_owned(), |c| c.to_string());
             format!("update failed ({why}), registering again")
         }
+        DeviceEvent::Registration(RegistrationEvent::VersionFallback { from, to }) => {
+            format!("server refused LwM2M {from} (4.12), registering with {to}")
+        }
         DeviceEvent::Served { method, path, code } => format!("{method} {path} -> {code}"),
         DeviceEvent::Rebooting => "rebooting".into(),
         DeviceEvent::Disabled { until } => format!("disabled until {until:?}"),
@@ -374,6 +426,52 @@ fn describe(event: &DeviceEvent) -> String {
             format!("firmware state {state:?}, update result {result}")
         }
         DeviceEvent::FirmwareUpdated { version } => format!("firmware updated to {version}"),
+        DeviceEvent::Bootstrap(e) => describe_bootstrap(e),
+        DeviceEvent::Bootstrapped { account } => format!(
+            "bootstrapped: server {} (SSID {}, {:?})",
+            account.uri, account.ssid, account.security
+        ),
+        DeviceEvent::Unreachable { uri } => format!("cannot reach {uri}"),
+        DeviceEvent::StateSaveFailed { error } => format!("state not saved: {error}"),
+        DeviceEvent::Est(e) => describe_est(e),
+        DeviceEvent::ServerCertificateRejected { reason, retry_in } => {
+            format!(
+                "server certificate rejected ({reason}), not connecting; checking again in {retry_in:?}"
+            )
+        }
+        DeviceEvent::CredentialsStored { paths } => format!(
+            "enrolled credentials stored: {}, {}, {}",
+            paths.certificate.display(),
+            paths.key.display(),
+            paths.ca.display()
+        ),
+    }
+}
+
+fn describe_est(event: &steward_client::est::EstEvent) -> String {
+    use steward_client::est::EstEvent;
+    match event {
+        EstEvent::Requested { step } => format!("EST {step} requested"),
+        EstEvent::CaCertificates { count } => format!("EST CA certificates: {count}"),
+        EstEvent::Enrolled { certificate_len } => {
+            format!("enrolled: certificate of {certificate_len} bytes")
+        }
+        EstEvent::ServerCertificateAccepted => "server certificate Good (OCSP)".into(),
+        EstEvent::Failed { reason, retry_in } => {
+            format!("{reason}, retrying in {retry_in:?}")
+        }
+        EstEvent::Done => "EST done".into(),
+    }
+}
+
+fn describe_bootstrap(event: &BootstrapEvent) -> String {
+    match event {
+        BootstrapEvent::Requested => "bootstrap requested".into(),
+        BootstrapEvent::Accepted => "bootstrap server accepted the request".into(),
+        BootstrapEvent::Finished => "bootstrap finished".into(),
+        BootstrapEvent::Failed { reason, retry_in } => {
+            format!("bootstrap failed ({reason}), retrying in {retry_in:?}")
+        }
     }
 }
 

@@ -7,6 +7,14 @@
 //! [`Registration::on_response`] or [`Registration::on_failure`], [`Registration::poll_timeout`]
 //! names the next deadline and [`Registration::handle_timeout`] acts on it. No clock, no I/O.
 //!
+//! Version fallback: a server that does not speak the client's LwM2M version answers Register
+//! with 4.12 Precondition Failed (Transport §6.4.3). The client then registers again at once
+//! with the next lower version it supports (1.2 → 1.1 → 1.0), announced as
+//! [`RegistrationEvent::VersionFallback`] so the device loop can adapt the device (models,
+//! formats, binding style) before the new Register is built. Only a 4.12 at the lowest version
+//! is reported as a failure and backed off; the device stays at that version (a real device
+//! keeps the version it last negotiated, and so does its persisted state).
+//!
 //! When to update: at `lifetime − margin`, where the margin is a tenth of the lifetime but at
 //! least 93 s (CoAP MAX_TRANSMIT_WAIT, so a fully retransmitted Update still lands in time)
 //! and at most half the lifetime (so short test lifetimes still update before expiry).
@@ -26,6 +34,8 @@ const MAX_TRANSMIT_WAIT: Duration = Duration::from_secs(93);
 pub struct RegistrationConfig {
     pub endpoint: String,
     pub lwm2m: Version,
+    /// The lowest version to fall back to on 4.12 (1.0 unless told otherwise).
+    pub min_lwm2m: Version,
     /// Seconds; 0 means the registration never expires and no periodic Update is sent.
     pub lifetime: u32,
     /// `b=` as the device states it (`U`, or `UQ` for a 1.0 queue-mode device).
@@ -43,6 +53,7 @@ impl RegistrationConfig {
         RegistrationConfig {
             endpoint: endpoint.into(),
             lwm2m,
+            min_lwm2m: Version::V1_0,
             lifetime: 300,
             binding: "U".to_owned(),
             queue_mode: false,
@@ -86,7 +97,15 @@ pub enum RegistrationEvent {
     UpdateFailed {
         code: Option<Code>,
     },
+    /// The server refused `from` with 4.12: the next Register, at once, says `to`.
+    VersionFallback {
+        from: Version,
+        to: Version,
+    },
 }
+
+/// The versions a client falls back through, highest first.
+pub const VERSIONS: [Version; 3] = [Version::V1_2, Version::V1_1, Version::V1_0];
 
 /// Names one request handed out by [`Registration::poll_request`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -177,6 +196,25 @@ impl Registration {
         self.queued = Some(RequestKind::Register);
         // A reply to an older request must not be taken for the answer to this one.
         self.in_flight = None;
+    }
+
+    /// Resumes a registration that survived a restart (persisted location, lifetime not run
+    /// out): an Update instead of a Register. A 4.04 to it makes the device register again.
+    pub fn resume(&mut self, location: impl Into<String>) {
+        self.deregister_wanted = false;
+        self.update_at = None;
+        self.in_flight = None;
+        self.state = State::Registered {
+            location: location.into(),
+        };
+        self.queued = Some(RequestKind::Update);
+    }
+
+    /// The device adapted to a new version (after [`RegistrationEvent::VersionFallback`]):
+    /// the next Register carries these.
+    pub fn adapt(&mut self, object_links: ObjectLinks, binding: String) {
+        self.config.object_links = object_links;
+        self.config.binding = binding;
     }
 
     /// Sends an Update now (Registration Update Trigger) if registered.
@@ -276,6 +314,7 @@ impl Registration {
                         self.queued = Some(RequestKind::Deregister);
                     }
                 }
+                _ if response.code == Code::PRECONDITION_FAILED && self.fall_back() => {}
                 // A 2.01 without Location-Path cannot be updated or deleted: a failure too.
                 _ => self.register_failed(now, Some(response.code)),
             },
@@ -381,6 +420,28 @@ impl Registration {
             );
         }
         request
+    }
+
+    /// 4.12 to a Register: on to the next lower version, if there is one.
+    fn fall_back(&mut self) -> bool {
+        let from = self.config.lwm2m;
+        let Some(to) = VERSIONS
+            .into_iter()
+            .find(|v| *v < from && *v >= self.config.min_lwm2m)
+        else {
+            return false;
+        };
+        self.config.lwm2m = to;
+        self.events
+            .push_back(RegistrationEvent::VersionFallback { from, to });
+        if self.deregister_wanted {
+            self.deregister_wanted = false;
+            self.deregistered();
+        } else {
+            self.state = State::Registering;
+            self.queued = Some(RequestKind::Register);
+        }
+        true
     }
 
     fn schedule_update(&mut self, now: Instant) {

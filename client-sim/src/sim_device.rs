@@ -4,6 +4,14 @@
 //! [`SimDevice`] does not own the stack, so tests can hand it the client side of a
 //! `steward_coap::sim::Pair`; [`Client`] owns one and has the driving surface a tokio driver
 //! needs.
+//!
+//! At [`SimDevice::start`] the device registers with the LwM2M server account in /0 and /1 if
+//! it has a usable one (re-using a persisted registration while its lifetime lasts), else it
+//! bootstraps with its bootstrap-server account ([`crate::bootstrap`]). Server URIs become
+//! peers through the [`PeerResolver`]; without one every server is the peer the device was
+//! made with (tests on a `Pair`, where one scripted peer plays bootstrap and LwM2M server).
+//! A bootstrap-server operation is told from a DM request by its peer and by the bootstrap
+//! being under way.
 
 use std::collections::VecDeque;
 use std::fmt::Debug;
@@ -17,13 +25,21 @@ use steward_coap::observe::{ObserveRequest, Registration as ObserveRegistration,
 use steward_coap::stack::{Stack, StackConfig};
 use steward_objects::Path;
 
+use crate::bootstrap::{
+    Bootstrap, BootstrapConfig, BootstrapEvent, Enrolment, NoEnrolment, Security, ServerAccount,
+    ServerUri,
+};
 use crate::device::{self, Device, DeviceConfig, Effect};
+use crate::est::{
+    EstConfig, EstEvent, EstFailure, EstJob, EstOutcome, EstSession, OcspCheck, RejectReason,
+};
 use crate::firmware::{self, PackageUri, Task, UpdateResult};
 use crate::observe::{self, Observations};
 use crate::queue::{Queue, Transition};
 use crate::registration::{Exchange, Registration, RegistrationConfig, RegistrationEvent};
 use crate::send::{self, SendError};
 use crate::sensors::Sensors;
+use crate::state::{CredentialPaths, DeviceState, SavedRegistration, StateError, StateStore};
 
 /// How long a rebooting device stays silent before it registers again.
 const REBOOT_DELAY: Duration = Duration::from_secs(1);
@@ -46,8 +62,39 @@ pub enum DeviceEvent {
     Disabled {
         until: Instant,
     },
-    /// Something the simulator does not do yet (Bootstrap-Request Trigger).
+    /// Something the simulator cannot do (a Bootstrap-Request Trigger without a
+    /// bootstrap-server account).
     Unsupported(Effect),
+    /// Progress of a client-initiated bootstrap.
+    Bootstrap(BootstrapEvent),
+    /// The bootstrap finished: the device registers with this account now. A driver whose
+    /// transport is bound to one server (DTLS) must switch to the account's URI and security.
+    Bootstrapped {
+        account: ServerAccount,
+    },
+    /// A server URI names no peer the device can reach (no resolver answer).
+    Unreachable {
+        uri: String,
+    },
+    /// The persisted state could not be written.
+    StateSaveFailed {
+        error: String,
+    },
+    /// Progress of an EST enrolment, re-enrolment or server-certificate check
+    /// ([`crate::est`]); a rejected server certificate is
+    /// [`DeviceEvent::ServerCertificateRejected`] instead.
+    Est(EstEvent),
+    /// The OCSP check did not vouch for the LwM2M server's certificate: the device does not
+    /// connect to it (fail closed) and checks again in `retry_in` (zero: not by itself, as
+    /// with [`RejectReason::NoResponder`]; the next start tries again).
+    ServerCertificateRejected {
+        reason: RejectReason,
+        retry_in: Duration,
+    },
+    /// Enrolled credentials were written as PEM files to the state directory.
+    CredentialsStored {
+        paths: crate::est::StoredPaths,
+    },
     /// An observation was accepted under this resource key.
     Observed {
         key: String,
@@ -113,6 +160,70 @@ pub struct SimDevice<P> {
     epoch: Option<Instant>,
     /// Firmware State and Update Result as last reported.
     firmware_seen: (firmware::State, i64),
+    bootstrap: Bootstrap,
+    /// The bootstrap server's peer while bootstrapping.
+    bootstrap_peer: Option<P>,
+    /// Our Bootstrap-Request in flight.
+    bootstrap_request: Option<RequestId>,
+    /// Turns a Security Mode 4 account into usable credentials when no EST client is
+    /// configured (none by default).
+    enrolment: Box<dyn Enrolment>,
+    /// The EST client and the OCSP check ([`crate::est`]); `None`: neither.
+    est: Option<EstConfig>,
+    /// The session under way, what it is for, and the bootstrap server's peer it talks to.
+    est_session: Option<EstRun<P>>,
+    /// The server certificate that passed the OCSP check in this run of the device: a driver
+    /// that reconnects does not check again for every session.
+    trusted_server: Option<Vec<u8>>,
+    /// Persisted state, when a state directory is attached.
+    persist: Option<Persist>,
+    /// A persisted registration to resume with an Update at the next start.
+    resume: Option<String>,
+}
+
+/// An EST session and its context.
+#[derive(Debug)]
+struct EstRun<P> {
+    session: EstSession,
+    peer: P,
+    /// Our request in flight.
+    request: Option<RequestId>,
+    account: ServerAccount,
+    then: AfterEst,
+}
+
+/// What the device does when the session succeeds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum AfterEst {
+    /// Register after a Bootstrap-Finish (reports [`DeviceEvent::Bootstrapped`]).
+    Bootstrapped,
+    /// Register (or resume) after a start.
+    Start,
+    /// New credentials: register afresh (a new DTLS session registers, Transport §5.2.6).
+    Reenrolled,
+}
+
+/// Why a re-enrolment cannot start.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ReenrolError {
+    #[error("no EST client configured")]
+    NotConfigured,
+    #[error("the device has no bootstrap server (the EST server) it can reach")]
+    NoEstServer,
+    #[error("the device has no certificate-mode server account")]
+    NoCertificate,
+    #[error("the current certificate is unreadable or has no CN: {0}")]
+    BadCertificate(String),
+}
+
+/// The state directory of a device and what was last written there.
+#[derive(Debug)]
+struct Persist {
+    store: StateStore,
+    credentials: CredentialPaths,
+    last: Option<DeviceState>,
+    /// When the registration was last confirmed (Register or Update answered).
+    confirmed_at: Option<Instant>,
 }
 
 impl<P: Copy + Eq + Hash + Ord + Debug> SimDevice<P> {
@@ -125,6 +236,7 @@ impl<P: Copy + Eq + Hash + Ord + Debug> SimDevice<P> {
             .config()
             .queue_mode
             .then(|| Queue::new(device.config().queue));
+        let bootstrap = Bootstrap::new(bootstrap_config(&device));
         SimDevice {
             device,
             registration,
@@ -141,7 +253,130 @@ impl<P: Copy + Eq + Hash + Ord + Debug> SimDevice<P> {
             resolver: None,
             epoch: None,
             firmware_seen: (firmware::State::Idle, 0),
+            bootstrap,
+            bootstrap_peer: None,
+            bootstrap_request: None,
+            enrolment: Box::new(NoEnrolment),
+            est: None,
+            est_session: None,
+            trusted_server: None,
+            persist: None,
+            resume: None,
         }
+    }
+
+    /// Attaches a state directory: loads the device's saved state, if any, into the device
+    /// (accounts, negotiated version, firmware) and saves every change from now on. Call
+    /// before [`SimDevice::start`]. True when a state was loaded. A registration saved with
+    /// lifetime left (by the device's clock, `DeviceConfig::clock`) is resumed with an Update.
+    pub fn attach_state(
+        &mut self,
+        store: StateStore,
+        credentials: CredentialPaths,
+    ) -> Result<bool, StateError> {
+        let endpoint = self.device.config().endpoint.clone();
+        let saved = store.load(&endpoint)?;
+        let loaded = saved.is_some();
+        if let Some(state) = &saved {
+            state.apply(&mut self.device);
+            self.registration = Registration::new(registration_config(&self.device));
+            self.bootstrap = Bootstrap::new(bootstrap_config(&self.device));
+            self.firmware_seen = (
+                firmware::state(&self.device),
+                firmware::update_result(&self.device),
+            );
+            let clock = self.device.config().clock;
+            let account = self.device.server_account();
+            self.resume = state
+                .registration
+                .as_ref()
+                .filter(|r| r.expires > clock)
+                .filter(|r| account.is_some_and(|a| a.uri == r.server_uri))
+                .map(|r| r.location.clone());
+        }
+        self.persist = Some(Persist {
+            store,
+            credentials,
+            last: saved,
+            confirmed_at: None,
+        });
+        Ok(loaded)
+    }
+
+    /// Forgets a registration to resume: the next start sends a Register. A new DTLS session
+    /// needs this (Transport §5.2.6: an Update is not enough).
+    pub fn discard_resume(&mut self) {
+        self.resume = None;
+    }
+
+    /// Sets what enrols a Security Mode 4 account (see [`Enrolment`]).
+    pub fn set_enrolment(&mut self, enrolment: Box<dyn Enrolment>) {
+        self.enrolment = enrolment;
+    }
+
+    /// Turns on the EST client for Security Mode 4 and, with [`EstConfig::ocsp`], the OCSP
+    /// check of the server certificate (modes 2 and 4); see [`crate::est`]. It talks to the
+    /// bootstrap server, so the device needs a bootstrap account. Replaces the
+    /// [`Enrolment`] hook for mode 4.
+    pub fn set_est(&mut self, config: Option<EstConfig>) {
+        self.est = config;
+    }
+
+    /// The EST session under way, if any.
+    pub fn est_session(&self) -> Option<&EstSession> {
+        self.est_session.as_ref().map(|r| &r.session)
+    }
+
+    /// True while the device belongs to its bootstrap server: a bootstrap, or an EST session
+    /// (enrolment, re-enrolment, server-certificate check) with it. A driver bound to one
+    /// server keeps the bootstrap server's session meanwhile.
+    pub fn is_bootstrapping(&self) -> bool {
+        self.bootstrap.is_active() || self.est_session.is_some()
+    }
+
+    /// True while a `/sren` session runs: its DTLS session must authenticate with the current
+    /// operational certificate, not the factory credentials (RFC 7030 §3.3.2).
+    pub fn is_reenrolling(&self) -> bool {
+        self.est_session
+            .as_ref()
+            .is_some_and(|r| matches!(r.session.job(), EstJob::Reenrol { .. }))
+    }
+
+    /// Starts a re-enrolment (`/sren`) of the current certificate-mode account: a new key, the
+    /// same subject CN; on success the device writes the new credentials to /0 and registers
+    /// afresh. Call [`SimDevice::poll`] to send.
+    pub fn reenrol(&mut self) -> Result<(), ReenrolError> {
+        let config = self.est.clone().ok_or(ReenrolError::NotConfigured)?;
+        let account = self
+            .device
+            .server_account()
+            .ok_or(ReenrolError::NoCertificate)?;
+        let Security::Certificate {
+            certificate,
+            server_certificate,
+            ..
+        } = &account.security
+        else {
+            return Err(ReenrolError::NoCertificate);
+        };
+        let common_name = common_name(certificate).map_err(ReenrolError::BadCertificate)?;
+        let job = EstJob::Reenrol {
+            common_name,
+            server_certificate: server_certificate.clone(),
+        };
+        if !self.start_est(config, job, account, AfterEst::Reenrolled) {
+            return Err(ReenrolError::NoEstServer);
+        }
+        Ok(())
+    }
+
+    pub fn bootstrap(&self) -> &Bootstrap {
+        &self.bootstrap
+    }
+
+    /// The peer the registration talks to (changes with a bootstrap).
+    pub fn server(&self) -> P {
+        self.server
     }
 
     /// How Package URI hosts become peers. Without one, only the LwM2M server's own host and
@@ -254,13 +489,209 @@ impl<P: Copy + Eq + Hash + Ord + Debug> SimDevice<P> {
         &mut self.registration
     }
 
-    /// Starts registering; call [`SimDevice::poll`] to send.
+    /// Starts registering, or bootstrapping when the device has no usable server account
+    /// (see the module docs); call [`SimDevice::poll`] to send.
     pub fn start(&mut self) {
         self.wake_at = None;
         if let Some(q) = &mut self.queue {
             q.reset();
         }
-        self.registration.start();
+        let account = self.device.server_account();
+        if account.is_none()
+            && let Some(bs) = self.device.bootstrap_account()
+        {
+            self.resume = None;
+            self.start_bootstrap(&bs.uri, bs.hold_off);
+            return;
+        }
+        self.bootstrap.stop();
+        self.est_session = None;
+        if let Some(account) = account {
+            if let Some((config, job)) = self.est_job(&account) {
+                if !self.start_est(config, job, account.clone(), AfterEst::Start) {
+                    // Nobody to enrol with or to ask about the server certificate: fail
+                    // closed, and stay so until the next start.
+                    self.events
+                        .push_back(DeviceEvent::ServerCertificateRejected {
+                            reason: RejectReason::NoResponder,
+                            retry_in: Duration::ZERO,
+                        });
+                }
+                return;
+            }
+            self.device.use_server(account.ssid);
+            if let Some(peer) = self.peer_of(&account.uri) {
+                self.server = peer;
+            }
+        }
+        match self.resume.take() {
+            Some(location) => self.registration.resume(location),
+            None => self.registration.start(),
+        }
+    }
+
+    /// The EST session `account` needs before the device may use it, if any: an enrolment
+    /// for mode 4, the OCSP check for a server certificate not checked yet in this run.
+    fn est_job(&self, account: &ServerAccount) -> Option<(EstConfig, EstJob)> {
+        let config = self.est.clone()?;
+        let check = matches!(config.ocsp, OcspCheck::On { .. });
+        let job = match &account.security {
+            Security::CertificateWithEst { server_certificate } => EstJob::Enrol {
+                server_certificate: server_certificate.clone(),
+            },
+            Security::Certificate {
+                server_certificate, ..
+            } if check && self.trusted_server.as_ref() != Some(server_certificate) => {
+                EstJob::CheckServer {
+                    server_certificate: server_certificate.clone(),
+                }
+            }
+            _ => return None,
+        };
+        Some((config, job))
+    }
+
+    /// Starts an EST session with the bootstrap server; false when the device has none it
+    /// can reach.
+    fn start_est(
+        &mut self,
+        config: EstConfig,
+        job: EstJob,
+        account: ServerAccount,
+        then: AfterEst,
+    ) -> bool {
+        let Some(bs) = self.device.bootstrap_account() else {
+            return false;
+        };
+        let Some(peer) = self.peer_of(&bs.uri) else {
+            self.events.push_back(DeviceEvent::Unreachable {
+                uri: bs.uri.clone(),
+            });
+            return false;
+        };
+        self.est_session = Some(EstRun {
+            session: EstSession::new(config, job),
+            peer,
+            request: None,
+            account,
+            then,
+        });
+        true
+    }
+
+    /// Sends the session's due request and acts on its events and outcome.
+    fn poll_est(&mut self, now: Instant, stack: &mut Stack<P>) {
+        let Some(run) = &mut self.est_session else {
+            return;
+        };
+        run.session.handle_timeout(now);
+        if run.request.is_none()
+            && let Some(request) = run.session.poll_request(now)
+        {
+            run.request = Some(stack.request(now, run.peer, request, true));
+        }
+        while let Some(event) = run.session.poll_event() {
+            self.events.push_back(match event {
+                EstEvent::Failed {
+                    reason: EstFailure::ServerCertificateRejected(reason),
+                    retry_in,
+                } => DeviceEvent::ServerCertificateRejected { reason, retry_in },
+                other => DeviceEvent::Est(other),
+            });
+        }
+        if !run.session.is_done() {
+            return;
+        }
+        let outcome = run.session.take_outcome();
+        let Some(run) = self.est_session.take() else {
+            return;
+        };
+        self.est_done(now, run, outcome);
+    }
+
+    /// The session succeeded: use the account.
+    fn est_done(&mut self, now: Instant, run: EstRun<P>, outcome: Option<EstOutcome>) {
+        let mut account = run.account;
+        let server_certificate = match &account.security {
+            Security::CertificateWithEst { server_certificate }
+            | Security::Certificate {
+                server_certificate, ..
+            } => server_certificate.clone(),
+            _ => Vec::new(),
+        };
+        if matches!(
+            self.est.as_ref().map(|c| &c.ocsp),
+            Some(OcspCheck::On { .. })
+        ) {
+            self.trusted_server = Some(server_certificate.clone());
+        }
+        if let Some(EstOutcome::Enrolled(enrolled)) = outcome {
+            let security = Security::Certificate {
+                certificate: enrolled.certificate.clone(),
+                server_certificate,
+                private_key: enrolled.private_key.clone(),
+            };
+            for (rid, resource) in security.resources() {
+                if let steward_objects::Resource::Single(v) = resource {
+                    self.device.set(0, account.security_instance, rid, v);
+                }
+            }
+            account.security = security;
+            if let Some(p) = &self.persist {
+                let endpoint = &self.device.config().endpoint;
+                match crate::est::credentials::store(&p.store, endpoint, &enrolled) {
+                    Ok(paths) => self
+                        .events
+                        .push_back(DeviceEvent::CredentialsStored { paths }),
+                    Err(e) => self.events.push_back(DeviceEvent::StateSaveFailed {
+                        error: e.to_string(),
+                    }),
+                }
+            }
+        }
+        match run.then {
+            AfterEst::Bootstrapped => self.connect(now, account),
+            AfterEst::Start => {
+                self.device.use_server(account.ssid);
+                if let Some(peer) = self.peer_of(&account.uri) {
+                    self.server = peer;
+                }
+                match self.resume.take() {
+                    Some(location) => self.registration.resume(location),
+                    None => self.registration.start(),
+                }
+            }
+            AfterEst::Reenrolled => {
+                self.resume = None;
+                self.registration = Registration::new(registration_config(&self.device));
+                self.exchanges.clear();
+                self.registration.start();
+            }
+        }
+    }
+
+    /// Client-initiated bootstrap with the server at `uri`.
+    fn start_bootstrap(&mut self, uri: &str, hold_off: Duration) {
+        match self.peer_of(uri) {
+            Some(peer) => {
+                self.bootstrap_peer = Some(peer);
+                self.bootstrap_request = None;
+                self.bootstrap.start(hold_off);
+            }
+            None => self.events.push_back(DeviceEvent::Unreachable {
+                uri: uri.to_owned(),
+            }),
+        }
+    }
+
+    /// The peer of a server URI: the resolver's answer, or without a resolver the peer the
+    /// device was made with.
+    fn peer_of(&self, uri: &str) -> Option<P> {
+        let Some(resolver) = self.resolver else {
+            return Some(self.server);
+        };
+        let uri = ServerUri::parse(uri).ok()?;
+        resolver(&uri.host, uri.port)
     }
 
     /// Deregisters; call [`SimDevice::poll`] to send.
@@ -282,6 +713,20 @@ impl<P: Copy + Eq + Hash + Ord + Debug> SimDevice<P> {
                         return;
                     }
                     q.activity(now);
+                }
+                if self.bootstrap.is_active() && Some(id.peer()) == self.bootstrap_peer {
+                    self.bootstrap.activity(now);
+                    let response = device::handle_bootstrap(&mut self.device, &request);
+                    self.events.push_back(DeviceEvent::Served {
+                        method: request.method,
+                        path: request.path_string(),
+                        code: response.code,
+                    });
+                    let _ = stack.respond(now, id, response);
+                    for effect in self.device.take_effects() {
+                        self.apply(now, stack, effect);
+                    }
+                    return;
                 }
                 let response = device::handle(&mut self.device, &request);
                 self.events.push_back(DeviceEvent::Served {
@@ -312,6 +757,17 @@ impl<P: Copy + Eq + Hash + Ord + Debug> SimDevice<P> {
                 }
                 if let Some(exchange) = self.take_exchange(id) {
                     self.registration.on_response(now, exchange, &response);
+                    self.on_registration_answer(now);
+                } else if self.bootstrap_request == Some(id) {
+                    self.bootstrap_request = None;
+                    self.bootstrap.on_response(now, &response);
+                } else if let wall = self.wall(now)
+                    && let Some(run) = &mut self.est_session
+                    && run.request == Some(id)
+                {
+                    run.request = None;
+                    run.session.on_response(now, wall, &response);
+                    self.poll_est(now, stack);
                 } else if self.take_download(id) {
                     self.on_download(now, Ok(response));
                 } else if self.take_send(id) {
@@ -323,6 +779,15 @@ impl<P: Copy + Eq + Hash + Ord + Debug> SimDevice<P> {
             Event::Failed { id, .. } => {
                 if let Some(exchange) = self.take_exchange(id) {
                     self.registration.on_failure(now, exchange);
+                } else if self.bootstrap_request == Some(id) {
+                    self.bootstrap_request = None;
+                    self.bootstrap.on_failure(now);
+                } else if let Some(run) = &mut self.est_session
+                    && run.request == Some(id)
+                {
+                    run.request = None;
+                    run.session.on_failure(now);
+                    self.poll_est(now, stack);
                 } else if self.take_download(id) {
                     self.on_download(now, Err(()));
                 } else if self.take_send(id) {
@@ -354,9 +819,27 @@ impl<P: Copy + Eq + Hash + Ord + Debug> SimDevice<P> {
             let id = stack.request(now, self.server, request, true);
             self.exchanges.push((id, exchange));
         }
+        self.bootstrap.handle_timeout(now);
+        if let Some(peer) = self.bootstrap_peer
+            && let Some(request) = self.bootstrap.poll_request()
+        {
+            self.bootstrap_request = Some(stack.request(now, peer, request, true));
+        }
+        while let Some(e) = self.bootstrap.poll_event() {
+            self.events.push_back(DeviceEvent::Bootstrap(e));
+        }
+        self.poll_est(now, stack);
         while let Some(e) = self.registration.poll_event() {
+            if matches!(
+                e,
+                RegistrationEvent::Registered { .. } | RegistrationEvent::Updated
+            ) && let Some(p) = &mut self.persist
+            {
+                p.confirmed_at = Some(now);
+            }
             self.events.push_back(DeviceEvent::Registration(e));
         }
+        self.persist(now);
         if self.is_awake() {
             // Asleep, due notifications wait for the wake-up (one per observation then).
             for n in self.observations.poll(now, &mut self.device, stack) {
@@ -409,6 +892,10 @@ impl<P: Copy + Eq + Hash + Ord + Debug> SimDevice<P> {
         };
         [
             self.registration.poll_timeout(),
+            self.bootstrap.poll_timeout(),
+            self.est_session
+                .as_ref()
+                .and_then(|r| r.session.poll_timeout()),
             self.wake_at,
             self.sensors.as_ref().and_then(Sensors::poll_timeout),
             self.queue.as_ref().and_then(Queue::poll_timeout),
@@ -510,12 +997,10 @@ impl<P: Copy + Eq + Hash + Ord + Debug> SimDevice<P> {
     }
 
     fn resolve(&self, uri: &PackageUri) -> Option<P> {
-        let server_uri = match self.device.node(&Path::Resource(0, 0, 0)) {
-            Some(steward_objects::Node::Resource(steward_objects::Resource::Single(
-                steward_objects::Value::String(s),
-            ))) => s,
-            _ => self.device.config().server_uri.clone(),
-        };
+        let server_uri = self
+            .device
+            .server_account()
+            .map_or_else(|| self.device.config().server_uri.clone(), |a| a.uri);
         let server = PackageUri::parse(&server_uri, &[0]).ok();
         if server.is_some_and(|s| s.host.eq_ignore_ascii_case(&uri.host) && s.port == uri.port) {
             return Some(self.server);
@@ -556,6 +1041,8 @@ impl<P: Copy + Eq + Hash + Ord + Debug> SimDevice<P> {
                 self.registration = Registration::new(registration_config(&self.device));
                 self.exchanges.clear();
                 self.observations.clear();
+                self.bootstrap.stop();
+                self.est_session = None;
                 // A download or installation in progress does not survive the reboot.
                 self.firmware_job = None;
                 self.download = None;
@@ -577,8 +1064,153 @@ impl<P: Copy + Eq + Hash + Ord + Debug> SimDevice<P> {
             Effect::ObjectsChanged => self
                 .registration
                 .set_object_links(self.device.object_links()),
-            Effect::BootstrapRequest => self.events.push_back(DeviceEvent::Unsupported(effect)),
+            Effect::BootstrapRequest => match self.device.bootstrap_account() {
+                Some(bs) => {
+                    // Leave the current server politely, then belong to the bootstrap server.
+                    self.registration.deregister();
+                    self.observations.clear();
+                    self.est_session = None;
+                    self.start_bootstrap(&bs.uri, bs.hold_off);
+                }
+                None => self.events.push_back(DeviceEvent::Unsupported(effect)),
+            },
+            Effect::BootstrapFinished => self.bootstrap_finished(now),
         }
+    }
+
+    /// Finish accepted: register with the configured account. Security Mode 4 enrols first
+    /// and, with the OCSP check on, the server certificate is checked first
+    /// ([`SimDevice::set_est`]); without an EST client mode 4 goes to the [`Enrolment`] hook.
+    fn bootstrap_finished(&mut self, now: Instant) {
+        self.bootstrap.finished();
+        let Some(mut account) = self.device.server_accounts().into_iter().next() else {
+            // Finish answers 4.06 without an account; nothing to do.
+            return;
+        };
+        if let Some((config, job)) = self.est_job(&account) {
+            if self.start_est(config, job, account, AfterEst::Bootstrapped) {
+                // "Finished" now; "Bootstrapped" when the session is done.
+                while let Some(e) = self.bootstrap.poll_event() {
+                    self.events.push_back(DeviceEvent::Bootstrap(e));
+                }
+                return;
+            }
+            return self
+                .bootstrap
+                .unusable(now, "no EST server (bootstrap server) to reach".into());
+        }
+        match &account.security {
+            Security::CertificateWithEst { .. } => match self.enrolment.enrol(&account) {
+                Ok(security) => {
+                    for (rid, resource) in security.resources() {
+                        if let steward_objects::Resource::Single(v) = resource {
+                            self.device.set(0, account.security_instance, rid, v);
+                        }
+                    }
+                    account.security = security;
+                }
+                Err(e) => return self.bootstrap.unusable(now, e.to_string()),
+            },
+            Security::Unsupported(mode) => {
+                let why = format!("security mode {mode} is not supported");
+                return self.bootstrap.unusable(now, why);
+            }
+            Security::NoSec | Security::Psk { .. } | Security::Certificate { .. } => {}
+        }
+        self.connect(now, account);
+    }
+
+    /// Registers with a freshly bootstrapped (and, for mode 4, enrolled) account.
+    fn connect(&mut self, now: Instant, account: ServerAccount) {
+        let Some(peer) = self.peer_of(&account.uri) else {
+            self.events.push_back(DeviceEvent::Unreachable {
+                uri: account.uri.clone(),
+            });
+            return self
+                .bootstrap
+                .unusable(now, format!("cannot reach {}", account.uri));
+        };
+        self.device.use_server(account.ssid);
+        self.server = peer;
+        self.bootstrap_peer = None;
+        self.resume = None;
+        self.registration = Registration::new(registration_config(&self.device));
+        self.exchanges.clear();
+        self.registration.start();
+        // "Finished" before "Bootstrapped", in the order they happened.
+        while let Some(e) = self.bootstrap.poll_event() {
+            self.events.push_back(DeviceEvent::Bootstrap(e));
+        }
+        self.events.push_back(DeviceEvent::Bootstrapped { account });
+    }
+
+    /// After a registration answer: a version fallback changes the device before the next
+    /// Register is built (it is built at the next poll).
+    fn on_registration_answer(&mut self, _now: Instant) {
+        let lwm2m = self.registration.config().lwm2m;
+        if lwm2m != self.device.lwm2m() {
+            self.device.set_lwm2m(lwm2m);
+            self.registration
+                .adapt(self.device.object_links(), self.device.binding());
+            self.bootstrap
+                .set_lwm2m(lwm2m, self.device.preferred_format());
+        }
+    }
+
+    /// Saves the state when it changed (state directory attached).
+    fn persist(&mut self, now: Instant) {
+        let unix = self.unix(now);
+        let Some(p) = &mut self.persist else {
+            return;
+        };
+        let registration = match (self.registration.location(), self.device.server_account()) {
+            (Some(location), Some(account)) => {
+                let lifetime = i64::from(self.registration.config().lifetime);
+                let confirmed = p.confirmed_at.unwrap_or(now);
+                let since = i64::try_from(now.saturating_duration_since(confirmed).as_secs())
+                    .unwrap_or(i64::MAX);
+                Some(SavedRegistration {
+                    location: location.to_owned(),
+                    server_uri: account.uri,
+                    expires: if lifetime == 0 {
+                        i64::MAX
+                    } else {
+                        unix.saturating_sub(since).saturating_add(lifetime)
+                    },
+                })
+            }
+            _ => None,
+        };
+        let state = DeviceState::capture(&self.device, registration, p.credentials.clone());
+        if p.last.as_ref() == Some(&state) {
+            return;
+        }
+        match p.store.save(&state) {
+            Ok(()) => p.last = Some(state),
+            Err(e) => {
+                // Remember it anyway: one failure event per change, not one per poll.
+                p.last = Some(state);
+                self.events.push_back(DeviceEvent::StateSaveFailed {
+                    error: e.to_string(),
+                });
+            }
+        }
+    }
+
+    /// The device's wall-clock time at `now` (a clock before 1970 reads as 1970).
+    fn wall(&self, now: Instant) -> std::time::SystemTime {
+        std::time::UNIX_EPOCH + Duration::from_secs(u64::try_from(self.unix(now)).unwrap_or(0))
+    }
+
+    /// Unix seconds at `now`, from the clock the device was configured with.
+    fn unix(&self, now: Instant) -> i64 {
+        let elapsed = self
+            .epoch
+            .map_or(0, |e| now.saturating_duration_since(e).as_secs());
+        self.device
+            .config()
+            .clock
+            .saturating_add(i64::try_from(elapsed).unwrap_or(i64::MAX))
     }
 
     fn disable_timeout(&self) -> Duration {
@@ -592,6 +1224,23 @@ impl<P: Copy + Eq + Hash + Ord + Debug> SimDevice<P> {
             _ => DEFAULT_DISABLE_TIMEOUT,
         }
     }
+}
+
+/// The subject CN of a DER certificate.
+fn common_name(der: &[u8]) -> Result<String, String> {
+    let cert = openssl::x509::X509::from_der(der).map_err(|e| e.to_string())?;
+    let entry = cert
+        .subject_name()
+        .entries_by_nid(openssl::nid::Nid::COMMONNAME)
+        .next()
+        .ok_or_else(|| "no CN".to_owned())?;
+    String::from_utf8(entry.data().as_slice().to_vec()).map_err(|e| e.to_string())
+}
+
+fn bootstrap_config(device: &Device) -> BootstrapConfig {
+    let mut config = BootstrapConfig::new(device.config().endpoint.clone(), device.lwm2m());
+    config.preferred_format = device.preferred_format();
+    config
 }
 
 fn registration_config(device: &Device) -> RegistrationConfig {

@@ -38,6 +38,9 @@ async fn fleet_registers_updates_and_deregisters_against_steward() {
     let server = steward::runtime::start(&Config {
         coap_port: 0,
         coaps_port: 0,
+        bs_coap_port: 0,
+        bs_coaps_port: 0,
+        http_port: 0,
         data_dir: dir.clone(),
         allow_unsecured: true,
         ..Config::default()

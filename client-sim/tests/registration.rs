@@ -247,3 +247,122 @@ fn queue_mode_parameters_per_version() {
         assert_eq!(query, expected);
     }
 }
+
+/// A server that speaks only LwM2M 1.0: it refuses `lwm2m=1.2` and `lwm2m=1.1` with 4.12.
+fn only_1_0(seen: &mut Seen, request: &Request) -> Response {
+    let query = request.options.uri_query().unwrap_or_default();
+    if request.path_string() == "/rd"
+        && query.iter().any(|q| *q == "lwm2m=1.2" || *q == "lwm2m=1.1")
+    {
+        seen.registers.push(request.clone());
+        return Response::new(Code::PRECONDITION_FAILED);
+    }
+    seen.answer(request)
+}
+
+#[test]
+fn version_falls_back_on_precondition_failed() {
+    let mut pair = Pair::new(Link::perfect(), 6);
+    let mut seen = Seen::default();
+    let mut config = DeviceConfig::new("fb", Version::V1_2);
+    config.queue_mode = true;
+    let mut dev = SimDevice::new(config, Side::Server);
+    dev.start();
+    harness::run(&mut pair, &mut dev, Duration::from_secs(2), |r| {
+        only_1_0(&mut seen, r)
+    });
+    assert_eq!(dev.registration().location(), Some("/rd/abc"));
+    let queries: Vec<Vec<&str>> = seen
+        .registers
+        .iter()
+        .map(|r| r.options.uri_query().expect("UTF-8"))
+        .collect();
+    assert_eq!(
+        queries,
+        [
+            vec!["ep=fb", "lt=300", "lwm2m=1.2", "b=U", "Q"],
+            vec!["ep=fb", "lt=300", "lwm2m=1.1", "b=U", "Q"],
+            // 1.0: queue mode goes into the binding, no `Q`.
+            vec!["ep=fb", "lt=300", "lwm2m=1.0", "b=UQ"],
+        ]
+    );
+    // Each Register describes the device of its version: 1.0 announces no `ct=` and no
+    // object versions.
+    let links: Vec<ObjectLinks> = seen
+        .registers
+        .iter()
+        .map(|r| ObjectLinks::parse(&r.payload).expect("links"))
+        .collect();
+    assert!(!links[0].content_formats().is_empty());
+    assert!(links[2].content_formats().is_empty());
+    assert!(
+        links[2]
+            .announced_versions()
+            .iter()
+            .all(|(_, v)| v.is_none())
+    );
+    assert_eq!(dev.device().lwm2m(), Version::V1_0);
+    assert_eq!(
+        registration_events(&mut dev),
+        vec![
+            RegistrationEvent::VersionFallback {
+                from: Version::V1_2,
+                to: Version::V1_1
+            },
+            RegistrationEvent::VersionFallback {
+                from: Version::V1_1,
+                to: Version::V1_0
+            },
+            RegistrationEvent::Registered {
+                location: "/rd/abc".into()
+            },
+        ]
+    );
+    // The device now answers as a 1.0 device: TLV, no SenML CBOR (112).
+    let id = pair.server_request(
+        Request::new(Method::Get)
+            .with_path("/3/0")
+            .with_option(option::ACCEPT, steward_coap::message::encode_uint(112)),
+        true,
+    );
+    harness::run(&mut pair, &mut dev, Duration::from_secs(2), |r| {
+        only_1_0(&mut seen, r)
+    });
+    let answered = pair.server_events.iter().find_map(|e| match e {
+        Event::Response {
+            id: i, response, ..
+        } if *i == id => Some(response.code),
+        _ => None,
+    });
+    assert_eq!(answered, Some(Code::NOT_ACCEPTABLE));
+}
+
+#[test]
+fn version_refused_everywhere_is_a_failure() {
+    let mut pair = Pair::new(Link::perfect(), 7);
+    let mut dev = device(Version::V1_1, 300);
+    let mut attempts = Vec::new();
+    dev.start();
+    harness::run(&mut pair, &mut dev, Duration::from_secs(3), |r| {
+        attempts.push(r.options.uri_query().unwrap_or_default().join("&"));
+        Response::new(Code::PRECONDITION_FAILED)
+    });
+    // 1.1, then 1.0 at once; then the failure backs off (2 s) and 1.0 is tried again.
+    assert_eq!(attempts.len(), 3, "{attempts:?}");
+    assert!(attempts[0].contains("lwm2m=1.1") && attempts[1].contains("lwm2m=1.0"));
+    assert!(attempts[2].contains("lwm2m=1.0"));
+    let events = registration_events(&mut dev);
+    assert_eq!(
+        events[..2],
+        [
+            RegistrationEvent::VersionFallback {
+                from: Version::V1_1,
+                to: Version::V1_0
+            },
+            RegistrationEvent::RegisterFailed {
+                code: Some(Code::PRECONDITION_FAILED),
+                retry_in: Duration::from_secs(2)
+            },
+        ]
+    );
+}

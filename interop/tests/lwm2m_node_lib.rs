@@ -18,6 +18,9 @@ async fn lwm2m_node_lib_registers_and_answers_a_read() {
     let config = Config {
         coap_port: 0,
         coaps_port: 0,
+        bs_coap_port: 0,
+        bs_coaps_port: 0,
+        http_port: 0,
         data_dir: data.clone(),
         allow_unsecured: true,
         ..Config::default()

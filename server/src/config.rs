@@ -12,6 +12,9 @@
 //! | data directory | `data_dir` | `STEWARD_DATA_DIR` | `--data-dir` | `./steward-data` |
 //! | CoAP port | `[lwm2m] coap_port` | `STEWARD_COAP_PORT` | `--coap-port` | 5683 |
 //! | CoAPs (DTLS) port | `[lwm2m] coaps_port` | `STEWARD_COAPS_PORT` | `--coaps-port` | 5684 |
+//! | Bootstrap CoAP port | `[bootstrap] coap_port` | `STEWARD_BS_COAP_PORT` | `--bs-coap-port` | 5783 |
+//! | Bootstrap + EST CoAPs port | `[bootstrap] coaps_port` | `STEWARD_BS_COAPS_PORT` | `--bs-coaps-port` | 5784 |
+//! | HTTP port (OCSP, CRL) | `[http] port` | `STEWARD_HTTP_PORT` | `--http-port` | 8080 |
 //! | accept NoSec registrations | `[lwm2m] allow_unsecured` | `STEWARD_ALLOW_UNSECURED` | `--allow-unsecured[=BOOL]` | false |
 //! | lifetime when `lt` is absent (s) | `[lwm2m] default_lifetime` | `STEWARD_DEFAULT_LIFETIME` | `--default-lifetime` | 86400 |
 //! | grace before expiry (s) | `[lwm2m] expiry_grace` | `STEWARD_EXPIRY_GRACE` | `--expiry-grace` | 93 |
@@ -38,6 +41,9 @@ use serde::Deserialize;
 
 pub const DEFAULT_COAP_PORT: u16 = 5683;
 pub const DEFAULT_COAPS_PORT: u16 = 5684;
+pub const DEFAULT_BS_COAP_PORT: u16 = 5783;
+pub const DEFAULT_BS_COAPS_PORT: u16 = 5784;
+pub const DEFAULT_HTTP_PORT: u16 = 8080;
 pub const DEFAULT_DATA_DIR: &str = "./steward-data";
 pub const DEFAULT_EXPIRY_GRACE_SECS: u64 = 93;
 /// The longest grace accepted: beyond a day it is a typo, not a policy.
@@ -49,6 +55,11 @@ pub struct Config {
     pub bind: IpAddr,
     pub coap_port: u16,
     pub coaps_port: u16,
+    /// The Bootstrap-Server's ports (EST-coaps shares the CoAPs one).
+    pub bs_coap_port: u16,
+    pub bs_coaps_port: u16,
+    /// HTTP: the OCSP responder and the CRL.
+    pub http_port: u16,
     pub data_dir: PathBuf,
     pub allow_unsecured: bool,
     pub default_lifetime: u32,
@@ -72,6 +83,9 @@ impl Default for Config {
             bind: IpAddr::V4(Ipv4Addr::LOCALHOST),
             coap_port: DEFAULT_COAP_PORT,
             coaps_port: DEFAULT_COAPS_PORT,
+            bs_coap_port: DEFAULT_BS_COAP_PORT,
+            bs_coaps_port: DEFAULT_BS_COAPS_PORT,
+            http_port: DEFAULT_HTTP_PORT,
             data_dir: PathBuf::from(DEFAULT_DATA_DIR),
             allow_unsecured: false,
             default_lifetime: crate::lwm2m::server::DEFAULT_LIFETIME,
@@ -88,6 +102,9 @@ pub struct Settings {
     pub bind: Option<IpAddr>,
     pub coap_port: Option<u16>,
     pub coaps_port: Option<u16>,
+    pub bs_coap_port: Option<u16>,
+    pub bs_coaps_port: Option<u16>,
+    pub http_port: Option<u16>,
     pub data_dir: Option<PathBuf>,
     pub allow_unsecured: Option<bool>,
     pub default_lifetime: Option<u32>,
@@ -112,6 +129,15 @@ pub struct ServeArgs {
     /// CoAPs (DTLS) port; 0 picks a free one [default: 5684].
     #[arg(long, value_name = "PORT")]
     pub coaps_port: Option<u16>,
+    /// Bootstrap-Server CoAP (UDP) port; 0 picks a free one [default: 5783].
+    #[arg(long, value_name = "PORT")]
+    pub bs_coap_port: Option<u16>,
+    /// Bootstrap-Server and EST-coaps CoAPs port; 0 picks a free one [default: 5784].
+    #[arg(long, value_name = "PORT")]
+    pub bs_coaps_port: Option<u16>,
+    /// HTTP port of the OCSP responder and the CRL; 0 picks a free one [default: 8080].
+    #[arg(long, value_name = "PORT")]
+    pub http_port: Option<u16>,
     /// Data directory (the sled database) [default: ./steward-data].
     #[arg(long, value_name = "DIR")]
     pub data_dir: Option<PathBuf>,
@@ -142,6 +168,9 @@ impl ServeArgs {
             bind: self.bind,
             coap_port: self.coap_port,
             coaps_port: self.coaps_port,
+            bs_coap_port: self.bs_coap_port,
+            bs_coaps_port: self.bs_coaps_port,
+            http_port: self.http_port,
             data_dir: self.data_dir.clone(),
             allow_unsecured: self.allow_unsecured,
             default_lifetime: self.default_lifetime,
@@ -183,6 +212,21 @@ struct FileConfig {
     data_dir: Option<PathBuf>,
     lwm2m: Option<FileLwm2m>,
     dtls: Option<FileDtls>,
+    bootstrap: Option<FilePorts>,
+    http: Option<FileHttp>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FilePorts {
+    coap_port: Option<u16>,
+    coaps_port: Option<u16>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileHttp {
+    port: Option<u16>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -212,10 +256,14 @@ impl Settings {
         })?;
         let lwm2m = file.lwm2m.unwrap_or_default();
         let dtls = file.dtls.unwrap_or_default();
+        let bootstrap = file.bootstrap.unwrap_or_default();
         Ok(Settings {
             bind: file.bind,
             coap_port: lwm2m.coap_port,
             coaps_port: lwm2m.coaps_port,
+            bs_coap_port: bootstrap.coap_port,
+            bs_coaps_port: bootstrap.coaps_port,
+            http_port: file.http.and_then(|h| h.port),
             data_dir: file.data_dir,
             allow_unsecured: lwm2m.allow_unsecured,
             default_lifetime: lwm2m.default_lifetime,
@@ -253,6 +301,11 @@ impl Settings {
                 "BIND" => s.bind = Some(parse_env(&var, v, "an IP address")?),
                 "COAP_PORT" => s.coap_port = Some(parse_env(&var, v, "a port (0-65535)")?),
                 "COAPS_PORT" => s.coaps_port = Some(parse_env(&var, v, "a port (0-65535)")?),
+                "BS_COAP_PORT" => s.bs_coap_port = Some(parse_env(&var, v, "a port (0-65535)")?),
+                "BS_COAPS_PORT" => {
+                    s.bs_coaps_port = Some(parse_env(&var, v, "a port (0-65535)")?);
+                }
+                "HTTP_PORT" => s.http_port = Some(parse_env(&var, v, "a port (0-65535)")?),
                 "DATA_DIR" => {
                     s.data_dir = Some(PathBuf::from(v));
                 }
@@ -315,6 +368,9 @@ impl Config {
             c.bind = l.bind.unwrap_or(c.bind);
             c.coap_port = l.coap_port.unwrap_or(c.coap_port);
             c.coaps_port = l.coaps_port.unwrap_or(c.coaps_port);
+            c.bs_coap_port = l.bs_coap_port.unwrap_or(c.bs_coap_port);
+            c.bs_coaps_port = l.bs_coaps_port.unwrap_or(c.bs_coaps_port);
+            c.http_port = l.http_port.unwrap_or(c.http_port);
             if let Some(d) = &l.data_dir {
                 c.data_dir.clone_from(d);
             }
@@ -379,11 +435,17 @@ impl Config {
         if self.data_dir.as_os_str().is_empty() {
             return Err(ConfigError::Invalid("data_dir is empty".into()));
         }
-        if self.coap_port != 0 && self.coap_port == self.coaps_port {
-            return Err(ConfigError::Invalid(format!(
-                "coap_port and coaps_port are both {}",
-                self.coap_port
-            )));
+        // UDP ports must differ (HTTP is TCP and may share a number).
+        let udp = [
+            ("coap_port", self.coap_port),
+            ("coaps_port", self.coaps_port),
+            ("bootstrap coap_port", self.bs_coap_port),
+            ("bootstrap coaps_port", self.bs_coaps_port),
+        ];
+        for (i, (a, pa)) in udp.iter().enumerate() {
+            if let Some((b, _)) = udp[i + 1..].iter().find(|(_, pb)| *pa != 0 && pa == pb) {
+                return Err(ConfigError::Invalid(format!("{a} and {b} are both {pa}")));
+            }
         }
         if self.dtls_certificate.is_some() && self.device_cas.is_empty() {
             return Err(ConfigError::Invalid(
@@ -411,16 +473,44 @@ impl Config {
     pub fn coaps_addr(&self) -> SocketAddr {
         SocketAddr::new(self.bind, self.coaps_port)
     }
+
+    pub fn bs_coap_addr(&self) -> SocketAddr {
+        SocketAddr::new(self.bind, self.bs_coap_port)
+    }
+
+    pub fn bs_coaps_addr(&self) -> SocketAddr {
+        SocketAddr::new(self.bind, self.bs_coaps_port)
+    }
+
+    pub fn http_addr(&self) -> SocketAddr {
+        SocketAddr::new(self.bind, self.http_port)
+    }
+
+    /// Every listener on a free port chosen by the system (tests, the demo).
+    pub fn ephemeral(data_dir: PathBuf) -> Config {
+        Config {
+            coap_port: 0,
+            coaps_port: 0,
+            bs_coap_port: 0,
+            bs_coaps_port: 0,
+            http_port: 0,
+            data_dir,
+            ..Config::default()
+        }
+    }
 }
 
 impl fmt::Display for Config {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "coap {} coaps {} data {} allow_unsecured {} default_lifetime {} s expiry_grace {} s \
-             device_cas {} dtls_certificate {}",
+            "coap {} coaps {} bootstrap coap {} coaps {} http {} data {} allow_unsecured {} \
+             default_lifetime {} s expiry_grace {} s device_cas {} dtls_certificate {}",
             self.coap_addr(),
             self.coaps_addr(),
+            self.bs_coap_addr(),
+            self.bs_coaps_addr(),
+            self.http_addr(),
             self.data_dir.display(),
             self.allow_unsecured,
             self.default_lifetime,

@@ -221,6 +221,9 @@ pub async fn run(
     let config = Config {
         coap_port,
         coaps_port,
+        bs_coap_port: 0,
+        bs_coaps_port: 0,
+        http_port: 0,
         data_dir: data_dir.clone(),
         allow_unsecured: true,
         ..Config::default()

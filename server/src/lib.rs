@@ -5,20 +5,25 @@
 //! model).
 //!
 //! - [`registry`]: registrations as the server keeps them.
+//! - [`bootstrap`]: the Bootstrap-Server as a sans-IO handler, and bootstrap configurations.
 //! - [`lwm2m`]: the Registration interface as a sans-IO handler.
 //! - [`observation`]: observations as the server keeps them.
+//! - [`pki`]: the CA service: EST enrolment policy, DTLS chain checks, CRL and OCSP.
 //! - [`store`]: the durable store: the [`store::Store`] trait and its sled implementation.
 //! - [`config`]: the configuration of `steward serve` (defaults, TOML file, env, flags).
 //! - [`runtime`]: `steward serve` at run time: store, listeners, durability, expiry.
 //! - [`devices`]: [`devices::Devices`], the running server's device-management handle.
 //! - [`demo`]: `steward demo`, a server and simulated devices driven through every operation.
 
+pub mod bootstrap;
 pub mod config;
 pub mod demo;
 pub mod devices;
 pub mod dm;
 pub mod lwm2m;
 pub mod observation;
+pub mod pki;
+pub mod pki_cli;
 pub mod registry;
 pub mod runtime;
 pub mod security_cli;

@@ -6,6 +6,8 @@
 //!               [--expiry-grace S]
 //! steward demo  [--data-dir DIR] [--devices N] [--coap-port N] [--coaps-port N]
 //! steward security add-psk|add-x509|list|remove --data-dir DIR ...
+//! steward ca init|import|show|manufacturer|allow-list|issued|revoke|crl [--data-dir DIR] ...
+//! steward bootstrap import FILE.json | export [--data-dir DIR]
 //! ```
 //!
 //! Settings come from flags, then `STEWARD_*` variables, then the TOML file, then the defaults
@@ -23,6 +25,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use steward::config::{Config, ConfigError, ServeArgs};
 use steward::demo::{self, DemoArgs, DemoOptions};
+use steward::pki_cli::{self, BootstrapArgs, CaArgs};
 use steward::runtime;
 use steward::security_cli::{self, SecurityArgs};
 use tokio::signal::unix::{Signal, SignalKind, signal};
@@ -43,13 +46,17 @@ enum Command {
     Demo(DemoArgs),
     /// Manage device credentials (PSK, X.509) in a data directory; stop the server first.
     Security(SecurityArgs),
+    /// Manage the CA, manufacturers, allow-list and revocations offline; stop the server first.
+    Ca(CaArgs),
+    /// Import or export bootstrap configurations (Leshan JSON) offline; stop the server first.
+    Bootstrap(BootstrapArgs),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let default_level = match cli.command {
         Command::Serve(_) => "info",
-        Command::Demo(_) | Command::Security(_) => "warn",
+        Command::Demo(_) | Command::Security(_) | Command::Ca(_) | Command::Bootstrap(_) => "warn",
     };
     let filter =
         EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_level));
@@ -70,6 +77,24 @@ fn main() -> ExitCode {
                 ExitCode::from(2)
             }
         },
+        Command::Ca(args) => print_lines("steward ca", pki_cli::run_ca_args(&args)),
+        Command::Bootstrap(args) => {
+            print_lines("steward bootstrap", pki_cli::run_bootstrap_args(&args))
+        }
+    }
+}
+
+/// Prints an offline command's lines, or its error with exit code 2.
+fn print_lines(what: &str, result: Result<Vec<String>, pki_cli::PkiCliError>) -> ExitCode {
+    match result {
+        Ok(lines) => {
+            lines.iter().for_each(|l| println!("{l}"));
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("{what}: {e}");
+            ExitCode::from(2)
+        }
     }
 }
 

@@ -26,6 +26,9 @@ fn config(dir: &TempDir) -> Config {
     Config {
         coap_port: 0,
         coaps_port: 0,
+        bs_coap_port: 0,
+        bs_coaps_port: 0,
+        http_port: 0,
         data_dir: dir.path().join("data"),
         allow_unsecured: true,
         expiry_grace_secs: 0,

@@ -50,6 +50,12 @@ fn spawn_server(data: &Path, log: &Path) -> (Server, SocketAddr) {
             "0",
             "--coaps-port",
             "0",
+            "--bs-coap-port",
+            "0",
+            "--bs-coaps-port",
+            "0",
+            "--http-port",
+            "0",
         ])
         .arg("--data-dir")
         .arg(data)

@@ -34,6 +34,9 @@ async fn world(name: &str, dm: DmConfig) -> World {
     let config = Config {
         coap_port: 0,
         coaps_port: 0,
+        bs_coap_port: 0,
+        bs_coaps_port: 0,
+        http_port: 0,
         data_dir: dir.path().join("data"),
         allow_unsecured: true,
         ..Config::default()

@@ -73,6 +73,9 @@ fn config(dir: &TempDir, device_cas: Vec<PathBuf>) -> Config {
     Config {
         coap_port: 0,
         coaps_port: 0,
+        bs_coap_port: 0,
+        bs_coaps_port: 0,
+        http_port: 0,
         data_dir: dir.path().join("data"),
         allow_unsecured: false,
         device_cas,

@@ -34,6 +34,9 @@ async fn start(data: &FsPath, coap_port: u16) -> (RunningServer, DeviceEvents) {
     let config = Config {
         coap_port,
         coaps_port: 0,
+        bs_coap_port: 0,
+        bs_coaps_port: 0,
+        http_port: 0,
         data_dir: data.to_path_buf(),
         allow_unsecured: true,
         ..Config::default()

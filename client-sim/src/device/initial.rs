@@ -16,16 +16,29 @@ pub type Tree = BTreeMap<u16, BTreeMap<u16, Instance>>;
 
 pub fn tree(config: &DeviceConfig, models: &DeviceModels) -> Tree {
     let mut tree = Tree::new();
+    // A device made with a bootstrap server holds only that account: it has no LwM2M server
+    // until the bootstrap server configures one.
+    let (security, server) = match &config.bootstrap {
+        Some(bs) => (bootstrap_security(bs), None),
+        None => (security(config), Some(server(config))),
+    };
     for (object, resources) in [
-        (0, security(config)),
-        (1, server(config)),
-        (3, device(config)),
-        (4, connectivity()),
+        (0, Some(security)),
+        (1, server),
+        (3, Some(device(config))),
+        (4, Some(connectivity())),
         (
             5,
-            crate::firmware::initial_resources(&config.firmware, config.clock),
+            Some(crate::firmware::initial_resources(
+                &config.firmware,
+                config.clock,
+            )),
         ),
     ] {
+        let Some(resources) = resources else {
+            tree.entry(object).or_default();
+            continue;
+        };
         let instance = Instance {
             resources: resources
                 .into_iter()
@@ -52,7 +65,7 @@ pub fn binding(lwm2m: Version, queue_mode: bool) -> &'static str {
     }
 }
 
-fn typed(resource: Resource, data_type: DataType) -> Resource {
+pub(super) fn typed(resource: Resource, data_type: DataType) -> Resource {
     let coerce = |v: Value| v.clone().coerce(data_type).unwrap_or(v);
     match resource {
         Resource::Single(v) => Resource::Single(coerce(v)),
@@ -82,6 +95,17 @@ fn security(config: &DeviceConfig) -> Vec<(u16, Resource)> {
         single(5, Value::Opaque(Vec::new())),
         single(10, Value::Integer(i64::from(config.short_server_id))),
     ]
+}
+
+fn bootstrap_security(bs: &super::BootstrapServer) -> Vec<(u16, Resource)> {
+    let mut resources = vec![
+        single(0, Value::String(bs.uri.clone())),
+        single(1, Value::Boolean(true)),
+        // Client Hold Off Time: bootstrap at once.
+        single(11, Value::Integer(0)),
+    ];
+    resources.extend(bs.security.resources());
+    resources
 }
 
 fn server(config: &DeviceConfig) -> Vec<(u16, Resource)> {

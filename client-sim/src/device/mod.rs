@@ -13,6 +13,7 @@
 //! [`steward_objects::choose_format`] picks for a server that knows those formats, so client
 //! and server agree on the default.
 
+mod bootstrap;
 mod composite;
 mod discover;
 mod error;
@@ -31,6 +32,9 @@ use steward_objects::{
     ClientFormats, ContentFormat, Instance, Node, Path, Resource, Value, Version,
 };
 
+use crate::bootstrap::account::{self, BootstrapAccount, Security, ServerAccount};
+
+pub use bootstrap::handle_bootstrap;
 pub use error::DmError;
 pub use initial::binding;
 pub use models::DeviceModels;
@@ -66,6 +70,17 @@ pub struct DeviceConfig {
     pub queue: crate::queue::QueueTiming,
     /// Firmware Update (/5/0): delivery methods and simulated delays.
     pub firmware: crate::firmware::FirmwareConfig,
+    /// A factory bootstrap-server account: when set, the factory tree holds this account in
+    /// /0/0 and no LwM2M server account, so the device bootstraps before it registers.
+    pub bootstrap: Option<BootstrapServer>,
+}
+
+/// The bootstrap server a device is made with (`--bootstrap URI`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BootstrapServer {
+    /// `coap://host:port` or `coaps://host:port`.
+    pub uri: String,
+    pub security: Security,
 }
 
 impl DeviceConfig {
@@ -86,6 +101,7 @@ impl DeviceConfig {
             send_format: ContentFormat::SenmlCbor,
             queue: crate::queue::QueueTiming::default(),
             firmware: crate::firmware::FirmwareConfig::default(),
+            bootstrap: None,
         }
     }
 }
@@ -103,6 +119,8 @@ pub enum Effect {
     Disable,
     /// `/1/x/9` executed: the server asks for a client-initiated bootstrap.
     BootstrapRequest,
+    /// Bootstrap-Finish accepted: the configuration holds a usable server account.
+    BootstrapFinished,
     /// `/1/x/1` or `/1/x/7` written: the next Update carries the new `lt=` / `b=`.
     RegistrationParametersChanged,
     /// An instance was created or deleted: the next Update carries the object links.
@@ -116,7 +134,12 @@ pub enum Effect {
 pub struct Device {
     config: DeviceConfig,
     models: Arc<DeviceModels>,
+    /// `models` plus the bootstrap-only objects (Access Control, OSCORE).
+    bs_models: Arc<DeviceModels>,
     tree: Tree,
+    /// The Short Server ID of the LwM2M server account in use: `config.short_server_id` until
+    /// a bootstrap server configures another one.
+    ssid: u16,
     /// Attributes written with Write-Attributes, per path (object, instance, resource, ...).
     attributes: BTreeMap<Path, NotificationAttributes>,
     effects: Vec<Effect>,
@@ -154,10 +177,13 @@ pub fn handle(device: &mut Device, request: &Request) -> Response {
 impl Device {
     pub fn new(config: DeviceConfig) -> Device {
         let models = DeviceModels::shared(config.lwm2m);
+        let bs_models = DeviceModels::bootstrap(config.lwm2m);
         let tree = initial::tree(&config, &models);
         Device {
+            ssid: config.short_server_id,
             config,
             models,
+            bs_models,
             tree,
             attributes: BTreeMap::new(),
             effects: Vec::new(),
@@ -176,6 +202,123 @@ impl Device {
 
     pub fn models(&self) -> &DeviceModels {
         &self.models
+    }
+
+    /// Changes the enabler version the device speaks (a registration fallback after 4.12, or
+    /// the version a restarted device had negotiated): models, formats and the binding
+    /// style follow, and the tree keeps only what the new version's models define, typed as
+    /// they say.
+    pub fn set_lwm2m(&mut self, lwm2m: Version) {
+        if lwm2m == self.config.lwm2m {
+            return;
+        }
+        self.config.lwm2m = lwm2m;
+        self.models = DeviceModels::shared(lwm2m);
+        self.bs_models = DeviceModels::bootstrap(lwm2m);
+        let models = Arc::clone(&self.bs_models);
+        for (object, instances) in &mut self.tree {
+            for inst in instances.values_mut() {
+                inst.resources = std::mem::take(&mut inst.resources)
+                    .into_iter()
+                    .filter_map(|(rid, res)| {
+                        let data_type = models.resource_model(*object, rid)?.data_type;
+                        Some((rid, initial::typed(res, data_type)))
+                    })
+                    .collect();
+            }
+        }
+        // Queue mode is part of the binding in 1.0 (`UQ`), a separate `Q` parameter later.
+        let queue = self.config.queue_mode;
+        let restyle = |b: &mut String| {
+            if lwm2m < Version::V1_1 {
+                if queue && !b.contains('Q') {
+                    b.push('Q');
+                }
+            } else {
+                b.retain(|c| c != 'Q');
+            }
+        };
+        for (object, rid) in [(1, 7), (3, 16)] {
+            for inst in self
+                .tree
+                .get_mut(&object)
+                .into_iter()
+                .flat_map(|i| i.values_mut())
+            {
+                if let Some(Resource::Single(Value::String(b))) = inst.resources.get_mut(&rid) {
+                    restyle(b);
+                }
+            }
+        }
+        self.generation += 1;
+    }
+
+    /// The format this device asks a bootstrap server for (`pct=`, 1.1+): SenML CBOR, which
+    /// every 1.1 and 1.2 bootstrap server must read.
+    pub fn preferred_format(&self) -> Option<ContentFormat> {
+        (self.lwm2m() >= Version::V1_1).then_some(ContentFormat::SenmlCbor)
+    }
+
+    /// The bootstrap-server account in /0, if any.
+    pub fn bootstrap_account(&self) -> Option<BootstrapAccount> {
+        account::bootstrap_account(self.tree.get(&0).into_iter().flatten())
+    }
+
+    /// Every usable LwM2M server account (/0 and /1 instances with the same SSID).
+    pub fn server_accounts(&self) -> Vec<ServerAccount> {
+        let servers = self.tree.get(&1).into_iter().flatten();
+        account::server_accounts(self.tree.get(&0).into_iter().flatten(), servers)
+    }
+
+    /// The account in use: the one with the current Short Server ID, else the first usable.
+    pub fn server_account(&self) -> Option<ServerAccount> {
+        let accounts = self.server_accounts();
+        let at = accounts
+            .iter()
+            .position(|a| a.ssid == self.ssid)
+            .unwrap_or(0);
+        accounts.into_iter().nth(at)
+    }
+
+    /// The Short Server ID whose Server instance drives lifetime, binding and periods.
+    pub fn short_server_id(&self) -> u16 {
+        self.ssid
+    }
+
+    /// Registers with the account of `ssid` from now on.
+    pub fn use_server(&mut self, ssid: u16) {
+        self.ssid = ssid;
+    }
+
+    /// The instances of `object` as stored.
+    pub fn instances(&self, object: u16) -> Option<&BTreeMap<u16, Instance>> {
+        self.tree.get(&object)
+    }
+
+    /// Replaces every instance of `object` (a restored state). Resources the models do not
+    /// define are dropped, values are typed as the models say.
+    pub fn replace_instances(&mut self, object: u16, instances: BTreeMap<u16, Instance>) {
+        let models = Arc::clone(&self.bs_models);
+        if steward_objects::Models::object(&*models, object).is_none() {
+            return;
+        }
+        let typed = instances
+            .into_iter()
+            .map(|(iid, inst)| {
+                let resources = inst
+                    .resources
+                    .into_iter()
+                    .filter_map(|(rid, res)| {
+                        let data_type = models.resource_model(object, rid)?.data_type;
+                        Some((rid, initial::typed(res, data_type)))
+                    })
+                    .collect();
+                (iid, Instance { resources })
+            })
+            .collect();
+        self.tree.insert(object, typed);
+        self.attributes.retain(|p, _| p.object_id() != Some(object));
+        self.generation += 1;
     }
 
     /// Every content format the device reads and writes, as announced in `ct=`.
@@ -344,6 +487,7 @@ impl Device {
     /// Back to the factory tree: objects as configured, no attributes.
     pub fn factory_reset(&mut self) {
         self.tree = initial::tree(&self.config, &self.models);
+        self.ssid = self.config.short_server_id;
         self.attributes.clear();
         self.firmware = crate::firmware::Staging::default();
         self.generation += 1;
@@ -388,7 +532,7 @@ impl Device {
 
     /// The Server object instance this device registers with (the one whose SSID matches).
     fn server_value(&self, resource: u16) -> Option<&Value> {
-        let ssid = i64::from(self.config.short_server_id);
+        let ssid = i64::from(self.ssid);
         self.tree.get(&1)?.values().find_map(|inst| {
             match inst.resources.get(&0) {
                 Some(Resource::Single(Value::Integer(s))) if *s == ssid => {}
@@ -415,10 +559,10 @@ impl Device {
         self.instance(object, instance)?.resources.get(&resource)
     }
 
-    /// The Security object belongs to the bootstrap server: a DM server gets 4.01 for any
-    /// operation on it (Transport §6.4.4 note, Core §6.3).
+    /// The Security object (and OSCORE's) belongs to the bootstrap server: a DM server gets
+    /// 4.01 for any operation on it (Transport §6.4.4 note, Core §6.3).
     fn check_access(path: &Path) -> Result<(), DmError> {
-        if path.object_id() == Some(0) {
+        if matches!(path.object_id(), Some(0 | 21)) {
             Err(DmError::Unauthorized(*path))
         } else {
             Ok(())

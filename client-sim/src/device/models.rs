@@ -14,6 +14,11 @@ use steward_objects::{ModelRegistry, Models, ObjectModel, Version};
 /// Firmware Update.
 pub const OBJECTS: [u16; 5] = [0, 1, 3, 4, 5];
 
+/// What a bootstrap server may also write: Access Control (2) and OSCORE (21). The device stores
+/// them (and serves them to Bootstrap-Read/-Discover) but does not implement them towards an
+/// LwM2M server: they are not announced and a DM server cannot reach them.
+pub const BOOTSTRAP_ONLY_OBJECTS: [u16; 2] = [2, 21];
+
 /// The models of one device: exactly one version per implemented object.
 #[derive(Debug, Clone)]
 pub struct DeviceModels {
@@ -28,8 +33,29 @@ impl DeviceModels {
         let sets = SETS.get_or_init(|| {
             let registry = ModelRegistry::core();
             [Version::V1_0, Version::V1_1, Version::V1_2]
-                .map(|v| Arc::new(DeviceModels::build(&registry, v)))
+                .map(|v| Arc::new(DeviceModels::build(&registry, v, &OBJECTS)))
         });
+        DeviceModels::pick(sets, lwm2m)
+    }
+
+    /// The models the Bootstrap interface sees: [`DeviceModels::shared`] plus
+    /// [`BOOTSTRAP_ONLY_OBJECTS`].
+    pub fn bootstrap(lwm2m: Version) -> Arc<DeviceModels> {
+        static SETS: OnceLock<[Arc<DeviceModels>; 3]> = OnceLock::new();
+        let sets = SETS.get_or_init(|| {
+            let registry = ModelRegistry::core();
+            let ids: Vec<u16> = OBJECTS
+                .iter()
+                .chain(&BOOTSTRAP_ONLY_OBJECTS)
+                .copied()
+                .collect();
+            [Version::V1_0, Version::V1_1, Version::V1_2]
+                .map(|v| Arc::new(DeviceModels::build(&registry, v, &ids)))
+        });
+        DeviceModels::pick(sets, lwm2m)
+    }
+
+    fn pick(sets: &[Arc<DeviceModels>; 3], lwm2m: Version) -> Arc<DeviceModels> {
         let [v10, v11, v12] = sets;
         if lwm2m < Version::V1_1 {
             Arc::clone(v10)
@@ -42,8 +68,8 @@ impl DeviceModels {
 
     /// For each object, the highest bundled version that an `lwm2m` client can implement: the
     /// object version numbers follow the enabler (Security 1.1 came with LwM2M 1.1, ...).
-    fn build(registry: &ModelRegistry, lwm2m: Version) -> DeviceModels {
-        let objects = OBJECTS
+    fn build(registry: &ModelRegistry, lwm2m: Version, ids: &[u16]) -> DeviceModels {
+        let objects = ids
             .iter()
             .filter_map(|&id| {
                 let version = registry

@@ -147,7 +147,7 @@ impl Operation {
 }
 
 /// The LwM2M path of the Uri-Path; a segment that is not an ID names nothing on this device.
-fn path_of(request: &Request) -> Result<Path, DmError> {
+pub(super) fn path_of(request: &Request) -> Result<Path, DmError> {
     let not_found = || DmError::not_found(request.path_string());
     let segments = request.options.uri_path().ok_or_else(not_found)?;
     let mut ids = Vec::with_capacity(segments.len());

@@ -36,7 +36,7 @@ use super::error::DmError;
 use super::queue::{DownlinkQueues, QueuedEntry, RecordError, decode_queued, encode_queued};
 use super::request::{BuiltRequest, DownlinkRequest, RequestKind};
 use super::response::{DownlinkResponse, decode_composite, decode_response, decode_single};
-use crate::lwm2m::{RegisteredClient, Registrations};
+use crate::lwm2m::{LinkSummary, RegisteredClient, Registrations};
 
 /// CoAP MAX_TRANSMIT_WAIT with the default transmission parameters (RFC 7252 §4.8.2): how
 /// long a queue-mode client stays reachable after it last sent something (Transport §6.5).
@@ -151,8 +151,7 @@ pub enum DmEvent {
 #[derive(Debug, Clone)]
 struct ClientView {
     address: String,
-    announced: Vec<(u16, Option<Version>)>,
-    alternate_path: String,
+    links: LinkSummary,
     queue_mode: bool,
     awake_until: Option<Instant>,
     /// The queue-mode request on the wire, if any (one at a time).
@@ -163,8 +162,7 @@ impl ClientView {
     fn from_client(client: &RegisteredClient, previous: Option<&ClientView>) -> ClientView {
         ClientView {
             address: client.registration.address.clone(),
-            announced: client.announced_versions(),
-            alternate_path: client.links.alternate_path().to_owned(),
+            links: client.links.clone(),
             queue_mode: client.registration.queue_mode,
             awake_until: previous.and_then(|p| p.awake_until),
             in_flight: previous.and_then(|p| p.in_flight),
@@ -667,11 +665,11 @@ impl DeviceRequests {
         }
     }
 
-    fn client_context(&self, endpoint: &str) -> (Vec<(u16, Option<Version>)>, String) {
-        self.clients.get(endpoint).map_or_else(
-            || (Vec::new(), "/".to_owned()),
-            |c| (c.announced.clone(), c.alternate_path.clone()),
-        )
+    /// The announced objects and the alternate path (`/` for an unknown client).
+    fn client_links(&self, endpoint: &str) -> (&[(u16, Option<Version>)], &str) {
+        self.clients.get(endpoint).map_or((&[], "/"), |c| {
+            (c.links.announced_versions(), c.links.alternate_path())
+        })
     }
 
     fn decode(
@@ -679,14 +677,14 @@ impl DeviceRequests {
         exchange: &Exchange,
         response: &Response,
     ) -> Result<DownlinkResponse, DmError> {
-        let (announced, alternate_path) = self.client_context(&exchange.endpoint);
-        let models = self.models.for_client(&announced);
+        let (announced, alternate_path) = self.client_links(&exchange.endpoint);
+        let models = self.models.for_client(announced);
         decode_response(
             &exchange.kind,
             &exchange.built,
             response,
             &models,
-            &alternate_path,
+            alternate_path,
         )
     }
 
@@ -703,8 +701,8 @@ impl DeviceRequests {
                 diagnostic: String::from_utf8_lossy(&response.payload).into_owned(),
             });
         }
-        let (announced, _) = self.client_context(&observation.endpoint);
-        let models = self.models.for_client(&announced);
+        let (announced, _) = self.client_links(&observation.endpoint);
+        let models = self.models.for_client(announced);
         let paths = observation.kind.observed_paths();
         let nodes = match &observation.kind {
             RequestKind::Observe { path } => {

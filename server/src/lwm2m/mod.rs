@@ -17,5 +17,5 @@ pub mod server;
 
 pub use error::RegistrationError;
 pub use registration::{DeregisterRequest, RegisterRequest, RegistrationRequest, UpdateRequest};
-pub use registrations::{RegisteredClient, Registrations, RestoreIssue};
+pub use registrations::{LinkSummary, RegisteredClient, Registrations, RestoreIssue};
 pub use server::{DomainEvent, Handled, Lwm2mServer, Peer, Reply, ServerConfig};

@@ -15,7 +15,7 @@
 use std::collections::{BTreeSet, HashMap};
 
 use steward_objects::link::ObjectLinks;
-use steward_objects::{ClientFormats, Version};
+use steward_objects::{ClientFormats, Path, Version};
 
 use super::binding::Binding;
 use crate::registry::{Lwm2mVersion, PeerIdentity, Registration};
@@ -24,14 +24,57 @@ use crate::registry::{Lwm2mVersion, PeerIdentity, Registration};
 #[derive(Debug, Clone, PartialEq)]
 pub struct RegisteredClient {
     pub registration: Registration,
-    pub links: ObjectLinks,
+    pub links: LinkSummary,
     pub formats: ClientFormats,
 }
 
 impl RegisteredClient {
     /// The announced objects and versions, for `ModelRegistry::for_client`.
     pub fn announced_versions(&self) -> Vec<(u16, Option<Version>)> {
-        self.links.announced_versions()
+        self.links.announced_versions().to_vec()
+    }
+}
+
+/// What the server keeps of a client's object links for addressing it and typing its
+/// content: the alternate path and the announced object versions. The full parse
+/// ([`ObjectLinks`]) costs about a kilobyte of B-tree nodes per client, and the raw payload
+/// is kept anyway in [`Registration::object_links`] for the store and the API.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct LinkSummary {
+    /// `None` for the default root `/`.
+    alternate_path: Option<Box<str>>,
+    announced: Box<[(u16, Option<Version>)]>,
+}
+
+impl LinkSummary {
+    pub fn of(links: &ObjectLinks) -> LinkSummary {
+        let alternate_path = match links.alternate_path() {
+            "/" => None,
+            p => Some(p.into()),
+        };
+        LinkSummary {
+            alternate_path,
+            announced: links.announced_versions().into_boxed_slice(),
+        }
+    }
+
+    /// `/` or the alternate path without a trailing slash (`/lwm2m`).
+    pub fn alternate_path(&self) -> &str {
+        self.alternate_path.as_deref().unwrap_or("/")
+    }
+
+    /// The URI path to use for `path` on this client: `/lwm2m/3/0` under `/lwm2m`.
+    pub fn client_path(&self, path: &Path) -> String {
+        match (self.alternate_path.as_deref(), path) {
+            (None, p) => p.to_string(),
+            (Some(prefix), Path::Root) => prefix.to_owned(),
+            (Some(prefix), p) => format!("{prefix}{p}"),
+        }
+    }
+
+    /// The announced objects and their `ver=` (absent means 1.0), by object ID.
+    pub fn announced_versions(&self) -> &[(u16, Option<Version>)] {
+        &self.announced
     }
 }
 
@@ -151,7 +194,7 @@ impl Registrations {
         };
         let client = RegisteredClient {
             formats: formats_of(new.version, &new.links),
-            links: new.links,
+            links: LinkSummary::of(&new.links),
             registration: registration.clone(),
         };
         self.by_endpoint.insert(new.endpoint, id.clone());
@@ -191,7 +234,7 @@ impl Registrations {
         if let Some(links) = changes.links {
             r.object_links = links.to_string();
             client.formats = formats_of(r.version, &links);
-            client.links = links;
+            client.links = LinkSummary::of(&links);
         }
         r.last_update_ms = now_ms;
         let current = r.clone();
@@ -233,7 +276,7 @@ impl Registrations {
             };
             let client = RegisteredClient {
                 formats: formats_of(registration.version, &links),
-                links,
+                links: LinkSummary::of(&links),
                 registration,
             };
             self.by_endpoint.insert(

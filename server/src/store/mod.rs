@@ -29,14 +29,18 @@
 //! ID or PSK identity owned by another endpoint, an observation for a stale registration). Lookups
 //! of something absent are not errors: they return `Ok(None)` / an empty list.
 
+mod bootstrap;
+mod pki;
 mod sled_store;
 
+pub use bootstrap::{BOOTSTRAP_RECORD_FORMAT, BootstrapRecord};
 pub use sled_store::{Durability, SledStore, VerifyReport};
 
 use std::fmt;
 
 use minicbor::{Decode, Encode};
 
+use crate::bootstrap::BootstrapConfig;
 use crate::observation::ObservationRecord;
 use crate::registry::Registration;
 
@@ -170,6 +174,25 @@ pub trait Store: Send + Sync {
 
     /// Removes and returns an endpoint's whole queue (deregistration).
     fn clear_queue(&self, endpoint: &str) -> Result<Vec<QueuedRequest>, StoreError>;
+
+    // --- bootstrap configurations ----------------------------------------------------------------
+
+    /// The bootstrap configuration of an endpoint (what the Bootstrap-Server writes into it).
+    fn bootstrap_config(&self, endpoint: &str) -> Result<Option<BootstrapConfig>, StoreError>;
+
+    /// Stores an endpoint's bootstrap configuration, replacing any previous one. Not validated
+    /// here: the caller runs [`BootstrapConfig::validate`] (the bootstrap session checks again).
+    fn put_bootstrap_config(
+        &self,
+        endpoint: &str,
+        config: &BootstrapConfig,
+    ) -> Result<(), StoreError>;
+
+    /// Removes an endpoint's bootstrap configuration; false when there was none.
+    fn remove_bootstrap_config(&self, endpoint: &str) -> Result<bool, StoreError>;
+
+    /// All bootstrap configurations, ordered by endpoint name.
+    fn bootstrap_configs(&self) -> Result<Vec<(String, BootstrapConfig)>, StoreError>;
 
     // --- maintenance ---------------------------------------------------------------------------
 

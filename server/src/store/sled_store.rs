@@ -15,6 +15,7 @@
 //! | `security` | endpoint name | CBOR [`SecurityInfo`] |
 //! | `psk_identities` | PSK identity bytes | endpoint name |
 //! | `queue` | endpoint length (u16 BE) ‖ endpoint ‖ request ID (u64 BE) | CBOR [`QueuedRequest`] |
+//! | `bootstrap` | endpoint name | CBOR [`super::BootstrapRecord`] (see `store/bootstrap.rs`) |
 //!
 //! `registration_ids` and `registration_expiry` are secondary indexes of `registrations`, and
 //! `psk_identities` of `security`; every write updates a record and its indexes in one sled
@@ -46,7 +47,10 @@ use minicbor::{Decode, Encode};
 use sled::transaction::{ConflictableTransactionError, TransactionError, TransactionalTree, abort};
 use sled::{IVec, Transactional, Tree};
 
-use super::{Conflict, QueuedRequest, RecordKind, SecurityInfo, Store, StoreError};
+use super::{
+    BootstrapRecord, Conflict, QueuedRequest, RecordKind, SecurityInfo, Store, StoreError,
+};
+use crate::bootstrap::BootstrapConfig;
 use crate::observation::ObservationRecord;
 use crate::registry::Registration;
 
@@ -91,6 +95,7 @@ pub struct SledStore {
     security: Tree,
     psk_identities: Tree,
     queue: Tree,
+    bootstrap: Tree,
     durability: Durability,
     gate: GroupCommit,
 }
@@ -147,6 +152,7 @@ impl SledStore {
             security: tree("security")?,
             psk_identities: tree("psk_identities")?,
             queue: tree("queue")?,
+            bootstrap: tree("bootstrap")?,
             durability,
             gate: GroupCommit::default(),
             db,
@@ -214,8 +220,13 @@ impl SledStore {
         self.gate.flushes.load(Ordering::Relaxed)
     }
 
+    /// The sled database, for the PKI trees (`store/pki.rs`).
+    pub(super) fn db(&self) -> &sled::Db {
+        &self.db
+    }
+
     /// Makes writes applied so far durable, according to the configured durability.
-    fn commit(&self) -> Result<(), StoreError> {
+    pub(super) fn commit(&self) -> Result<(), StoreError> {
         match self.durability {
             Durability::Sync => self.gate.commit(&self.db),
             Durability::Relaxed => Ok(()),
@@ -770,6 +781,49 @@ impl Store for SledStore {
             self.commit()?;
         }
         Ok(taken)
+    }
+
+    fn bootstrap_config(&self, endpoint: &str) -> Result<Option<BootstrapConfig>, StoreError> {
+        match self.bootstrap.get(endpoint.as_bytes()).map_err(from_sled)? {
+            Some(v) => Ok(Some(BootstrapRecord::decode(&v, endpoint.as_bytes())?)),
+            None => Ok(None),
+        }
+    }
+
+    fn put_bootstrap_config(
+        &self,
+        endpoint: &str,
+        config: &BootstrapConfig,
+    ) -> Result<(), StoreError> {
+        let record = BootstrapRecord::new(config).to_bytes();
+        self.bootstrap
+            .insert(endpoint.as_bytes(), record)
+            .map_err(from_sled)?;
+        self.commit()
+    }
+
+    fn remove_bootstrap_config(&self, endpoint: &str) -> Result<bool, StoreError> {
+        let removed = self
+            .bootstrap
+            .remove(endpoint.as_bytes())
+            .map_err(from_sled)?
+            .is_some();
+        if removed {
+            self.commit()?;
+        }
+        Ok(removed)
+    }
+
+    fn bootstrap_configs(&self) -> Result<Vec<(String, BootstrapConfig)>, StoreError> {
+        self.bootstrap
+            .iter()
+            .map(|item| {
+                let (k, v) = item.map_err(from_sled)?;
+                let endpoint = String::from_utf8(k.to_vec())
+                    .map_err(|_| StoreError::Corrupt("bootstrap key is not UTF-8".into()))?;
+                Ok((endpoint, BootstrapRecord::decode(&v, &k)?))
+            })
+            .collect()
     }
 
     fn flush(&self) -> Result<(), StoreError> {

@@ -70,6 +70,7 @@ use steward_coap::message::{Code, Response};
 use steward_coap::stack::{Stack, StackConfig};
 use steward_dtls::{
     ChainVerifier, CredentialError, Credentials, DtlsConfig, DtlsError, DtlsServer, Identity,
+    ServerCertificate,
 };
 use steward_objects::ModelRegistry;
 use steward_transport::dtls::Peers;
@@ -83,6 +84,13 @@ use crate::devices::{Devices, Hub, RestoredRequest, StoreChange, Transport};
 use crate::dm::{DeviceRequests, DmConfig, Ticket, is_send};
 use crate::lwm2m::registration::is_registration_path;
 use crate::lwm2m::{DomainEvent, Lwm2mServer, Peer, ServerConfig};
+use crate::pki::{PkiService, PkiSettings};
+
+mod bootstrap;
+mod http;
+
+/// Subject CN of the server certificate the CA issues to the LwM2M and bootstrap listeners.
+pub const SERVER_CN: &str = "steward";
 use crate::registry::{PeerIdentity, Registration};
 use crate::store::{Credential, SledStore, Store, StoreError};
 
@@ -117,6 +125,11 @@ pub enum RuntimeError {
     },
     #[error("cannot listen for CoAPs on {addr}: {source}")]
     BindCoaps { addr: SocketAddr, source: DtlsError },
+    #[error("cannot listen for HTTP on {addr}: {source}")]
+    BindHttp {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
     #[error("DTLS certificate mode: {0}")]
     Tls(#[from] crate::tls::TlsError),
     #[error("cannot start the store writer: {0}")]
@@ -125,6 +138,8 @@ pub enum RuntimeError {
     Task(&'static str),
     #[error("cannot flush the store at shutdown: {0}")]
     Flush(StoreError),
+    #[error("the CA in the data directory: {0}")]
+    Pki(String),
 }
 
 /// A running server; stop it with [`RunningServer::shutdown`] (dropping it stops the listeners
@@ -142,6 +157,9 @@ pub struct RunningServer {
     restored: usize,
     restored_queue: Vec<RestoredRequest>,
     hub: Arc<Hub>,
+    bootstrap: Option<bootstrap::BootstrapListeners>,
+    http: Option<http::HttpServer>,
+    pki: Option<PkiService>,
 }
 
 /// Opens the store, restores the registrations, and starts the listeners, the expiry timer and
@@ -174,6 +192,14 @@ pub async fn start_with(config: &Config, dm: DmConfig) -> Result<RunningServer, 
     .map_err(|_| RuntimeError::Task("opening the store"))??;
     let (store, stored, queued, observations) = opened;
     let store = Arc::new(store);
+    let pki = {
+        let store = Arc::clone(&store);
+        let dir = config.data_dir.clone();
+        tokio::task::spawn_blocking(move || PkiService::load(&dir, store, PkiSettings::default()))
+            .await
+            .map_err(|_| RuntimeError::Task("loading the CA"))?
+            .map_err(|e| RuntimeError::Pki(e.to_string()))?
+    };
 
     let mut server = Lwm2mServer::new(ServerConfig {
         allow_unsecured: config.allow_unsecured,
@@ -272,9 +298,28 @@ pub async fn start_with(config: &Config, dm: DmConfig) -> Result<RunningServer, 
     let addr = config.coaps_addr();
     let mut dtls_config = DtlsConfig::new(addr);
     let mut credentials = StoreCredentials::new(Arc::clone(&store) as Arc<dyn Store>);
-    if let Some(mode) = crate::tls::certificate_mode(config)? {
-        credentials = credentials.with_chain_verifier(mode.chain_verifier());
-        dtls_config.certificate = Some(mode.server);
+    let mode = crate::tls::certificate_mode(config)?;
+    // With a CA the server's certificate comes from it (unless one is configured), so devices
+    // that enrolled over EST trust it through the CA they got from /crts.
+    let pki_certificate = match &pki {
+        Some(pki) => Some(pki_server_certificate(pki)?),
+        None => None,
+    };
+    match (&pki, mode) {
+        (Some(pki), mode) => {
+            let (server, extra_cas) = match mode {
+                Some(m) if config.dtls_certificate.is_some() => (Some(m.server), m.device_cas),
+                Some(m) => (pki_certificate.clone(), m.device_cas),
+                None => (pki_certificate.clone(), Vec::new()),
+            };
+            credentials = credentials.with_operational_pki(pki.clone(), extra_cas);
+            dtls_config.certificate = server;
+        }
+        (None, Some(mode)) => {
+            credentials = credentials.with_chain_verifier(mode.chain_verifier());
+            dtls_config.certificate = Some(mode.server);
+        }
+        (None, None) => {}
     }
     let (dtls_server, inbound) = DtlsServer::bind(dtls_config, Arc::new(credentials))
         .map_err(|source| RuntimeError::BindCoaps { addr, source })?;
@@ -300,6 +345,21 @@ pub async fn start_with(config: &Config, dm: DmConfig) -> Result<RunningServer, 
     let dtls = (handle, task);
 
     let (stop, stopped) = watch::channel(false);
+    let bootstrap = bootstrap::start(
+        config.bs_coap_addr(),
+        config.bs_coaps_addr(),
+        config.allow_unsecured,
+        Arc::clone(&store),
+        pki.clone(),
+        pki_certificate,
+        stopped.clone(),
+    )?;
+    let http = http::start(config.http_addr(), pki.clone())
+        .await
+        .map_err(|source| RuntimeError::BindHttp {
+            addr: config.http_addr(),
+            source,
+        })?;
     let expiry = tokio::spawn(expire(Arc::clone(&lwm2m), jobs, stopped.clone()));
     let dm_timer = tokio::spawn(dm_timer(Arc::clone(&hub), stopped));
 
@@ -318,7 +378,19 @@ pub async fn start_with(config: &Config, dm: DmConfig) -> Result<RunningServer, 
         restored,
         restored_queue,
         hub,
+        bootstrap: Some(bootstrap),
+        http: Some(http),
+        pki,
     })
+}
+
+/// The LwM2M server's certificate from the CA, as the DTLS layer takes it.
+fn pki_server_certificate(pki: &PkiService) -> Result<ServerCertificate, RuntimeError> {
+    let (chain_pem, key_pem, _) = pki
+        .server_certificate(SERVER_CN)
+        .map_err(|e| RuntimeError::Pki(e.to_string()))?;
+    ServerCertificate::from_pem(&chain_pem, &key_pem)
+        .map_err(|e| RuntimeError::Pki(format!("server certificate: {e}")))
 }
 
 impl RunningServer {
@@ -361,6 +433,26 @@ impl RunningServer {
         Devices::new(Arc::clone(&self.hub))
     }
 
+    /// Where the Bootstrap-Server listens for plain CoAP.
+    pub fn bs_coap_addr(&self) -> Option<SocketAddr> {
+        self.bootstrap.as_ref().map(|b| b.coap)
+    }
+
+    /// Where the Bootstrap-Server and EST-coaps listen for CoAPs.
+    pub fn bs_coaps_addr(&self) -> Option<SocketAddr> {
+        self.bootstrap.as_ref().map(|b| b.coaps)
+    }
+
+    /// Where the HTTP listener (OCSP, CRL) is.
+    pub fn http_addr(&self) -> Option<SocketAddr> {
+        self.http.as_ref().map(|h| h.local)
+    }
+
+    /// The CA service, when the data directory has a CA.
+    pub fn pki(&self) -> Option<&PkiService> {
+        self.pki.as_ref()
+    }
+
     /// How many registrations the server holds in memory.
     pub fn registration_count(&self) -> usize {
         lock(&self.lwm2m).registrations().len()
@@ -370,6 +462,12 @@ impl RunningServer {
     /// (their responses are not sent any more), and flushes the store.
     pub async fn shutdown(mut self) -> Result<(), RuntimeError> {
         let mut failed = None;
+        if let Some(bootstrap) = self.bootstrap.take() {
+            bootstrap.shutdown().await;
+        }
+        if let Some(http) = self.http.take() {
+            http.shutdown().await;
+        }
         for (name, driver) in [("coap", self.udp.take()), ("coaps", self.dtls.take())] {
             if let Some((handle, task)) = driver {
                 handle.shutdown();
@@ -423,23 +521,55 @@ impl Drop for CloseOnDrop {
 
 /// DTLS credentials: PSK keys from the store by identity
 /// ([`Store::security_by_psk_identity`]), device certificate chains by the configured
-/// [`ChainVerifier`] (refused without one).
+/// [`ChainCheck`] (refused without one).
 pub struct StoreCredentials {
     store: Arc<dyn Store>,
-    verifier: Option<ChainVerifier>,
+    chains: ChainCheck,
+}
+
+/// Who judges device certificate chains.
+enum ChainCheck {
+    /// No certificate mode: every chain is refused.
+    None,
+    /// The configured device CAs (`--device-ca`).
+    Verifier(ChainVerifier),
+    /// LwM2M server port with a CA: operational certificates of ours (not revoked), or
+    /// chains to the configured device CAs.
+    Operational {
+        pki: PkiService,
+        extra_cas: Vec<Vec<u8>>,
+    },
+    /// Bootstrap/EST port: factory certificates of the manufacturers, or ours.
+    Bootstrap(PkiService),
 }
 
 impl StoreCredentials {
     pub fn new(store: Arc<dyn Store>) -> StoreCredentials {
         StoreCredentials {
             store,
-            verifier: None,
+            chains: ChainCheck::None,
         }
     }
 
     /// Accepts device certificates that this verifier accepts.
     pub fn with_chain_verifier(mut self, verifier: ChainVerifier) -> StoreCredentials {
-        self.verifier = Some(verifier);
+        self.chains = ChainCheck::Verifier(verifier);
+        self
+    }
+
+    /// Accepts operational certificates issued by our CA, and chains to `extra_cas`.
+    pub fn with_operational_pki(
+        mut self,
+        pki: PkiService,
+        extra_cas: Vec<Vec<u8>>,
+    ) -> StoreCredentials {
+        self.chains = ChainCheck::Operational { pki, extra_cas };
+        self
+    }
+
+    /// Accepts what the CA accepts for bootstrap and enrolment.
+    pub fn with_bootstrap_pki(mut self, pki: PkiService) -> StoreCredentials {
+        self.chains = ChainCheck::Bootstrap(pki);
         self
     }
 }
@@ -466,11 +596,15 @@ impl Credentials for StoreCredentials {
     }
 
     fn verify_client_chain(&self, chain: &[Vec<u8>]) -> Result<Identity, CredentialError> {
-        let verifier = self
-            .verifier
-            .as_ref()
-            .ok_or(CredentialError::CertificatesNotConfigured)?;
-        verifier.verify(chain).inspect_err(|e| {
+        let verified = match &self.chains {
+            ChainCheck::None => Err(CredentialError::CertificatesNotConfigured),
+            ChainCheck::Verifier(verifier) => verifier.verify(chain),
+            ChainCheck::Operational { pki, extra_cas } => {
+                pki.verify_operational_chain(chain, extra_cas)
+            }
+            ChainCheck::Bootstrap(pki) => pki.verify_bootstrap_chain(chain),
+        };
+        verified.inspect_err(|e| {
             tracing::info!(error = %e, "device certificate refused");
         })
     }

@@ -1,0 +1,365 @@
+//! The Bootstrap-Server listeners (coap 5783, coaps 5784): Bootstrap-Request and
+//! Bootstrap-Pack to the sans-IO [`BootstrapSessions`], EST-coaps to the CA's
+//! [`EstService`], and the revocation service (`POST /ocsp`, `GET /crl`).
+//!
+//! ```text
+//!  UDP driver ──┐                       ┌─► BootstrapSessions ─► Bootstrap-Write/Delete/... out
+//!               ├─► BootstrapRouter ────┼─► EstService (coaps only; plain CoAP gets 4.01)
+//!  DTLS driver ─┘   (driver task)       └─► PkiService: OCSP responses, the CRL
+//! ```
+//!
+//! Everything runs in the driver task of the listener the request came in on: a session's
+//! requests go out on the same stack (and so the same DTLS session) as its Bootstrap-Request,
+//! and the answers come back to the same router. Configurations are read from the store there
+//! too; sled reads of one small record are cheap enough not to need a thread hop.
+//!
+//! DTLS on 5784 accepts bootstrap PSKs from the store and certificate chains that the CA
+//! service accepts for bootstrap: a factory certificate chaining to a manufacturer CA, or an
+//! operational certificate of ours that is not revoked ([`PkiService::verify_bootstrap_chain`]).
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant, SystemTime};
+
+use steward_coap::endpoint::{Event, Incoming, RequestId};
+use steward_coap::message::{Code, Method, Request, Response};
+use steward_coap::stack::Stack;
+use steward_dtls::{DtlsConfig, DtlsServer, Identity};
+use steward_pki::est::{EstClient, EstService};
+use steward_transport::Handle;
+use steward_transport::dtls::Peers;
+use steward_transport::udp::{self, UdpConfig};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use super::{
+    CoapStack, RuntimeError, StoreCredentials, peer_identity, respond, stack_config, unix_ms,
+};
+use crate::bootstrap::{Action, BootstrapEvent, BootstrapSessions, Correlation, Outcome};
+use crate::lwm2m::Peer;
+use crate::pki::{PkiEncoder, PkiService};
+use crate::registry::PeerIdentity;
+use crate::store::{SledStore, Store};
+
+/// The session timer looks at least this often.
+const TICK: Duration = Duration::from_millis(250);
+
+/// The running Bootstrap-Server listeners.
+pub(super) struct BootstrapListeners {
+    pub coap: SocketAddr,
+    pub coaps: SocketAddr,
+    udp: (Handle<CoapStack>, JoinHandle<CoapStack>),
+    dtls: (Handle<CoapStack>, JoinHandle<CoapStack>),
+    timer: JoinHandle<()>,
+}
+
+impl BootstrapListeners {
+    pub(super) async fn shutdown(self) {
+        self.timer.abort();
+        for (handle, task) in [self.udp, self.dtls] {
+            handle.shutdown();
+            let _ = task.await;
+        }
+    }
+}
+
+/// What both listeners share: the sessions (one manager, so a device can bootstrap over
+/// either), the store and the CA.
+struct Shared {
+    sessions: Mutex<BootstrapSessions>,
+    store: Arc<SledStore>,
+    pki: Option<PkiService>,
+    est: Option<EstService<PkiService, PkiEncoder>>,
+}
+
+/// One listener's router: its own map of our requests, since request IDs are per stack.
+struct BootstrapRouter {
+    shared: Arc<Shared>,
+    pending: Mutex<HashMap<RequestId, Correlation>>,
+    transport: &'static str,
+}
+
+pub(super) fn start(
+    coap_addr: SocketAddr,
+    coaps_addr: SocketAddr,
+    allow_unsecured: bool,
+    store: Arc<SledStore>,
+    pki: Option<PkiService>,
+    server_certificate: Option<steward_dtls::ServerCertificate>,
+    stop: watch::Receiver<bool>,
+) -> Result<BootstrapListeners, RuntimeError> {
+    let sessions = BootstrapSessions::new(crate::bootstrap::SessionsConfig {
+        allow_unsecured,
+        ..crate::bootstrap::SessionsConfig::default()
+    });
+    let shared = Arc::new(Shared {
+        sessions: Mutex::new(sessions),
+        store: Arc::clone(&store),
+        est: pki.as_ref().map(PkiService::est_service),
+        pki: pki.clone(),
+    });
+
+    let (socket, _) = udp::bind(&UdpConfig {
+        bind: coap_addr,
+        ..UdpConfig::default()
+    })
+    .map_err(|source| RuntimeError::BindCoap {
+        addr: coap_addr,
+        source,
+    })?;
+    let router = BootstrapRouter::new(Arc::clone(&shared), "bs-coap");
+    let (udp_handle, udp_task) =
+        udp::spawn(socket, Stack::new(stack_config()), move |stack, now, ev| {
+            router.route(stack, now, ev, None, false);
+        })
+        .map_err(|source| RuntimeError::BindCoap {
+            addr: coap_addr,
+            source,
+        })?;
+
+    let mut dtls_config = DtlsConfig::new(coaps_addr);
+    let mut credentials = StoreCredentials::new(Arc::clone(&store) as Arc<dyn Store>);
+    if let Some(pki) = &pki {
+        credentials = credentials.with_bootstrap_pki(pki.clone());
+    }
+    dtls_config.certificate = server_certificate;
+    let (dtls_server, inbound) =
+        DtlsServer::bind(dtls_config, Arc::new(credentials)).map_err(|source| {
+            RuntimeError::BindCoaps {
+                addr: coaps_addr,
+                source,
+            }
+        })?;
+    let router = BootstrapRouter::new(Arc::clone(&shared), "bs-coaps");
+    let (dtls_handle, dtls_task) = steward_transport::dtls::spawn(
+        dtls_server,
+        inbound,
+        Stack::new(stack_config()),
+        move |stack, now, ev, peers: &Peers| {
+            let identity = match &ev {
+                Event::Request { id, .. } => peers.identity(id.peer()).cloned(),
+                _ => None,
+            };
+            router.route(stack, now, ev, identity.as_deref(), true);
+        },
+    );
+
+    let timer = tokio::spawn(tick(Arc::clone(&shared), stop));
+    let coap = udp_handle.local;
+    let coaps = dtls_handle.local;
+    tracing::info!(%coap, %coaps, ca = pki.is_some(), "bootstrap server and EST listening");
+    Ok(BootstrapListeners {
+        coap,
+        coaps,
+        udp: (udp_handle, udp_task),
+        dtls: (dtls_handle, dtls_task),
+        timer,
+    })
+}
+
+/// Fails sessions past their deadline (a failed session sends nothing more).
+async fn tick(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(TICK) => {}
+            _ = stop.changed() => return,
+        }
+        let now = unix_ms();
+        let mut sessions = lock(&shared.sessions);
+        if sessions.poll_timeout().is_none_or(|at| at > now) {
+            continue;
+        }
+        for action in sessions.on_timeout(now) {
+            match action {
+                Action::Event(event) => log_event(&event),
+                Action::Send(out) => tracing::debug!(
+                    endpoint = %out.endpoint,
+                    "request of a timed-out session not sent"
+                ),
+            }
+        }
+    }
+}
+
+impl BootstrapRouter {
+    fn new(shared: Arc<Shared>, transport: &'static str) -> BootstrapRouter {
+        BootstrapRouter {
+            shared,
+            pending: Mutex::new(HashMap::new()),
+            transport,
+        }
+    }
+
+    /// `identity`: the DTLS identity (`None` on plain CoAP, where `secure` is false).
+    fn route(
+        &self,
+        stack: &mut CoapStack,
+        now: Instant,
+        event: Event<SocketAddr>,
+        identity: Option<&Identity>,
+        secure: bool,
+    ) {
+        match event {
+            Event::Request { id, request } => {
+                self.request(stack, now, id, &request, identity, secure)
+            }
+            Event::Response { id, response, .. } => {
+                self.outcome(stack, now, id, Outcome::Response(response));
+            }
+            Event::Failed { id, reason, .. } => {
+                self.outcome(stack, now, id, Outcome::Failed(reason))
+            }
+            Event::ObserveEnded { .. } => {}
+        }
+    }
+
+    fn request(
+        &self,
+        stack: &mut CoapStack,
+        now: Instant,
+        id: Incoming<SocketAddr>,
+        request: &Request,
+        identity: Option<&Identity>,
+        secure: bool,
+    ) {
+        let peer = id.peer();
+        let segments: Vec<String> = request
+            .options
+            .uri_path()
+            .unwrap_or_default()
+            .into_iter()
+            .map(str::to_owned)
+            .collect();
+        if crate::bootstrap::is_bootstrap_path(request) {
+            let who = match (secure, identity.and_then(peer_identity)) {
+                (false, _) => PeerIdentity::Unsecured,
+                (true, Some(identity)) => identity,
+                (true, None) => {
+                    respond(stack, now, id, Response::new(Code::UNAUTHORIZED));
+                    return;
+                }
+            };
+            let who = Peer {
+                address: peer.to_string(),
+                identity: who,
+            };
+            let (response, actions) = {
+                let store: &dyn Store = &*self.shared.store;
+                lock(&self.shared.sessions).on_request(unix_ms(), &who, request, store)
+            };
+            // The answer to the Bootstrap-Request goes before the session's first request.
+            respond(stack, now, id, response);
+            self.apply(stack, now, actions);
+            return;
+        }
+        match segments.iter().map(String::as_str).collect::<Vec<_>>()[..] {
+            ["ocsp"] => {
+                let response = match (&self.shared.pki, request.method) {
+                    (None, _) => no_ca(),
+                    (Some(pki), Method::Post) => {
+                        binary(pki.ocsp_response(&request.payload, SystemTime::now()))
+                    }
+                    (Some(_), _) => Response::new(Code::METHOD_NOT_ALLOWED),
+                };
+                respond(stack, now, id, response);
+                return;
+            }
+            ["crl"] => {
+                let response = match (&self.shared.pki, request.method) {
+                    (None, _) => no_ca(),
+                    (Some(pki), Method::Get) => match pki.crl_der(SystemTime::now()) {
+                        Ok(der) => binary(der),
+                        Err(e) => {
+                            tracing::error!(error = %e, "cannot build the CRL");
+                            Response::new(Code::INTERNAL_SERVER_ERROR)
+                        }
+                    },
+                    (Some(_), _) => Response::new(Code::METHOD_NOT_ALLOWED),
+                };
+                respond(stack, now, id, response);
+                return;
+            }
+            _ => {}
+        }
+        if steward_pki::est::route(&segments).is_some() {
+            let Some(est) = &self.shared.est else {
+                respond(stack, now, id, no_ca());
+                return;
+            };
+            let client = if secure {
+                identity.map(est_client)
+            } else {
+                None
+            };
+            let answer = est.handle_coap(request, client);
+            if let Some(audit) = &answer.audit {
+                tracing::info!(target: "steward::audit", %peer, transport = self.transport, "{audit}");
+            }
+            respond(stack, now, id, answer.to_coap());
+            return;
+        }
+        tracing::debug!(%peer, transport = self.transport, path = %request.path_string(), "no such resource: 4.04");
+        respond(stack, now, id, Response::new(Code::NOT_FOUND));
+    }
+
+    fn outcome(&self, stack: &mut CoapStack, now: Instant, id: RequestId, outcome: Outcome) {
+        let Some(correlation) = lock(&self.pending).remove(&id) else {
+            return;
+        };
+        let actions = lock(&self.shared.sessions).on_response(unix_ms(), correlation, outcome);
+        self.apply(stack, now, actions);
+    }
+
+    fn apply(&self, stack: &mut CoapStack, now: Instant, actions: Vec<Action>) {
+        for action in actions {
+            match action {
+                Action::Event(event) => log_event(&event),
+                Action::Send(out) => {
+                    let Ok(addr) = out.address.parse::<SocketAddr>() else {
+                        tracing::error!(address = %out.address, "bootstrap peer address unusable");
+                        continue;
+                    };
+                    let rid = stack.request(now, addr, out.request, true);
+                    lock(&self.pending).insert(rid, out.correlation);
+                }
+            }
+        }
+    }
+}
+
+fn est_client(identity: &Identity) -> EstClient {
+    match identity {
+        Identity::Psk { identity } => EstClient::Psk {
+            identity: identity.clone(),
+        },
+        Identity::X509 { common_name, chain } => EstClient::Certificate {
+            common_name: common_name.clone(),
+            chain: chain.clone(),
+        },
+    }
+}
+
+/// 2.05 with a DER body. OCSP and CRLs have no CoAP Content-Format, so none is sent.
+fn binary(der: Vec<u8>) -> Response {
+    let mut response = Response::new(Code::CONTENT);
+    response.payload = der;
+    response
+}
+
+fn no_ca() -> Response {
+    Response::new(Code::NOT_FOUND).with_diagnostic("no CA: run `steward ca init`")
+}
+
+fn log_event(event: &BootstrapEvent) {
+    match event {
+        BootstrapEvent::Failed { .. } | BootstrapEvent::Refused { .. } => {
+            tracing::warn!(?event, "bootstrap");
+        }
+        _ => tracing::info!(?event, "bootstrap"),
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}

@@ -1,0 +1,120 @@
+//! The HTTP listener: the revocation service for whoever cannot speak CoAP (RFC 6960 App. A
+//! OCSP over HTTP, the CRL, the root certificate). The management API (Leshan-compatible REST)
+//! joins it on the same port.
+
+use std::net::SocketAddr;
+use std::time::SystemTime;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use base64::Engine;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+use crate::pki::PkiService;
+
+/// OCSP requests are small (one CertID and a nonce); anything much larger is not one.
+const MAX_OCSP_REQUEST: usize = 16 * 1024;
+
+pub(super) struct HttpServer {
+    pub local: SocketAddr,
+    stop: oneshot::Sender<()>,
+    task: JoinHandle<()>,
+}
+
+impl HttpServer {
+    pub(super) async fn shutdown(self) {
+        let _ = self.stop.send(());
+        let _ = self.task.await;
+    }
+}
+
+pub(super) async fn start(
+    addr: SocketAddr,
+    pki: Option<PkiService>,
+) -> std::io::Result<HttpServer> {
+    let listener = tokio::net::TcpListener::bind(addr).await?;
+    let local = listener.local_addr()?;
+    let app = Router::new()
+        .route("/ocsp", post(ocsp_post))
+        .route("/ocsp/{request}", get(ocsp_get))
+        .route("/crl", get(crl))
+        .route("/ca", get(ca))
+        .with_state(pki);
+    let (stop, stopped) = oneshot::channel::<()>();
+    let task = tokio::spawn(async move {
+        let served = axum::serve(listener, app)
+            .with_graceful_shutdown(async {
+                let _ = stopped.await;
+            })
+            .await;
+        if let Err(e) = served {
+            tracing::error!(error = %e, "HTTP listener failed");
+        }
+    });
+    tracing::info!(%local, "HTTP listening (OCSP, CRL)");
+    Ok(HttpServer { local, stop, task })
+}
+
+type Pki = State<Option<PkiService>>;
+
+async fn ocsp_post(State(pki): Pki, body: Bytes) -> Response {
+    ocsp(pki, &body)
+}
+
+/// `GET /ocsp/{base64 of the DER request}` (RFC 6960 App. A.1: URL-encoded base64).
+async fn ocsp_get(State(pki): Pki, Path(request): Path<String>) -> Response {
+    let engine = base64::engine::general_purpose::STANDARD;
+    match engine.decode(request.trim_end_matches('/')) {
+        Ok(der) => ocsp(pki, &der),
+        Err(_) => (StatusCode::BAD_REQUEST, "the path is not base64").into_response(),
+    }
+}
+
+fn ocsp(pki: Option<PkiService>, der: &[u8]) -> Response {
+    let Some(pki) = pki else {
+        return no_ca();
+    };
+    if der.len() > MAX_OCSP_REQUEST {
+        return (StatusCode::PAYLOAD_TOO_LARGE, "OCSP request too large").into_response();
+    }
+    // Malformed requests get a signed-less malformedRequest OCSP response, still 200 (§2.3).
+    let answer = pki.ocsp_response(der, SystemTime::now());
+    (
+        [(header::CONTENT_TYPE, "application/ocsp-response")],
+        answer,
+    )
+        .into_response()
+}
+
+async fn crl(State(pki): Pki) -> Response {
+    let Some(pki) = pki else {
+        return no_ca();
+    };
+    match pki.crl_der(SystemTime::now()) {
+        Ok(der) => ([(header::CONTENT_TYPE, "application/pkix-crl")], der).into_response(),
+        Err(e) => {
+            tracing::error!(error = %e, "cannot build the CRL");
+            (StatusCode::INTERNAL_SERVER_ERROR, "cannot build the CRL").into_response()
+        }
+    }
+}
+
+async fn ca(State(pki): Pki) -> Response {
+    let Some(pki) = pki else {
+        return no_ca();
+    };
+    (
+        [(header::CONTENT_TYPE, "application/pkix-cert")],
+        pki.root_der(),
+    )
+        .into_response()
+}
+
+fn no_ca() -> Response {
+    (StatusCode::NOT_FOUND, "no CA: run `steward ca init`").into_response()
+}
