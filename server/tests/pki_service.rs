@@ -432,8 +432,10 @@ fn revocation_shows_in_ocsp_crl_sren_and_dtls() {
 #[test]
 fn revoke_endpoint_counts_and_load_finds_the_ca() {
     let f = fixture();
-    enrol(&f, &[]);
-    enrol(&f, &[]);
+    // Two certificates for the endpoint: the first enrolment and a re-enrolment.
+    let (chain, _key) = enrol(&f, &[]);
+    let renewed = post(&f.pki, "sren", &csr(DEVICE), cert_client(&chain));
+    assert_eq!(renewed.code, Code::CHANGED, "{renewed:?}");
     let now = SystemTime::now();
     assert_eq!(
         f.pki
@@ -512,4 +514,39 @@ fn csr_attrs_and_crts() {
     assert_eq!(crts.code, Code::CONTENT);
     let certs = steward_pki::pkcs7::parse_certs_only(&crts.payload).unwrap();
     assert_eq!(certs.len(), 2);
+}
+
+#[test]
+fn factory_credentials_are_replaced_on_first_enrolment() {
+    let f = fixture();
+    let (chain, _key) = enrol(&f, &[]);
+    let factory = cert_client(&f.mfr.factory_chain(DEVICE, unix_now()));
+    let before = recorded(&f.store);
+
+    // The same factory certificate again, with a fresh key: the device already holds a
+    // valid operational certificate, so its factory credentials no longer enrol.
+    let again = post(&f.pki, "sen", &csr(DEVICE), factory.clone());
+    assert_refused(&f, &again, Code::FORBIDDEN, before);
+    assert!(
+        reason(&again).contains("already holds"),
+        "{}",
+        reason(&again)
+    );
+
+    // The operator revokes the lost certificate: the factory credentials are admitted again.
+    let serial =
+        steward_pki::ca::Serial::from_asn1(X509::from_der(&chain[0]).unwrap().serial_number())
+            .unwrap();
+    assert!(
+        f.pki
+            .revoke_serial(
+                &serial,
+                steward_pki::records::RevocationReason::Superseded,
+                std::time::SystemTime::now()
+            )
+            .unwrap()
+    );
+    let admitted = post(&f.pki, "sen", &csr(DEVICE), factory);
+    assert_eq!(admitted.code, Code::CHANGED, "{admitted:?}");
+    assert_eq!(recorded(&f.store), before + 1);
 }

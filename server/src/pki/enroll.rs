@@ -40,6 +40,7 @@ impl Enroller for PkiService {
         let endpoint = self.enrolling_endpoint(ctx.client, now)?;
         let csr = self.parse_csr(csr_der)?;
         require_cn(&csr, &endpoint)?;
+        self.factory_credentials_unused(&endpoint, now)?;
         let profile = self.profile(profile::DEVICE).map_err(internal)?;
         let params = IssueParams::new(serial()?, now)
             .with_subject_cn(&endpoint)
@@ -173,6 +174,32 @@ impl PkiService {
                     .map_err(policy_refusal)?;
                 Ok(device.device_id)
             }
+        }
+    }
+
+    /// Refuses `/sen` when the endpoint already holds a valid operational certificate: its
+    /// factory credentials were replaced on first enrolment (seed 003), so presenting them
+    /// again is either a device that lost its certificate (the operator revokes the old one)
+    /// or someone with a copy of them.
+    fn factory_credentials_unused(&self, endpoint: &str, now: u64) -> Result<(), EstRefusal> {
+        if self.inner.settings.factory_reenrolment {
+            return Ok(());
+        }
+        let issued = self
+            .inner
+            .store
+            .issued_for_endpoint(endpoint)
+            .map_err(|e| EstRefusal::Internal(format!("PKI store: {e}")))?;
+        match issued
+            .iter()
+            .find(|r| r.profile == profile::DEVICE && !r.is_revoked() && now <= r.not_after)
+        {
+            Some(current) => Err(EstRefusal::Forbidden(format!(
+                "{endpoint} already holds operational certificate {}: re-enrol with /sren, or \
+                 revoke it to admit the factory credentials again",
+                current.serial
+            ))),
+            None => Ok(()),
         }
     }
 

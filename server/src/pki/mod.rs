@@ -73,6 +73,11 @@ pub struct PkiSettings {
     /// Serve EST `/skg` and `/skc` (server-generated device keys). Off by default: keeping the
     /// key on the device is the LwM2M norm, generating it here is a deployment decision.
     pub server_keygen: bool,
+    /// Let factory credentials enrol again while the endpoint holds a valid operational
+    /// certificate. Off by default: seed 003 replaces factory credentials on first connection,
+    /// so a copied factory certificate cannot obtain a second identity for a device. A device
+    /// that lost its certificate is re-admitted by revoking the old one.
+    pub factory_reenrolment: bool,
 }
 
 impl Default for PkiSettings {
@@ -84,6 +89,7 @@ impl Default for PkiSettings {
             crl_url: None,
             max_csr_bytes: steward_pki::csr::DEFAULT_MAX_CSR_LEN,
             server_keygen: false,
+            factory_reenrolment: false,
         }
     }
 }
