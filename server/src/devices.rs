@@ -65,6 +65,7 @@ use steward_objects::{ContentFormat, Path};
 use steward_transport::Commander;
 use tokio::sync::{broadcast, oneshot};
 
+use crate::bootstrap::bootstrap_trigger;
 use crate::dm::{
     Command, DeviceRequests, DmError, DmEvent, DownlinkRequest, DownlinkResponse,
     MAX_TRANSMIT_WAIT, Notification, RequestKind, SendReport, Ticket, handle_send,
@@ -974,6 +975,29 @@ impl Devices {
             .registrations()
             .by_endpoint(endpoint)
             .map(|c| c.registration.clone())
+    }
+
+    /// Server-initiated bootstrap: executes Bootstrap-Request Trigger (`/1/x/9`) on the
+    /// device, which then bootstraps again with its Bootstrap-Server. `own_instance` is this
+    /// server's /1 instance when the device has several. Returns the executed path.
+    pub async fn trigger_bootstrap(
+        &self,
+        endpoint: &str,
+        own_instance: Option<u16>,
+        timeout: Duration,
+    ) -> Result<Path, DmError> {
+        let registration = self
+            .registration(endpoint)
+            .ok_or_else(|| DmError::NotRegistered(endpoint.to_owned()))?;
+        let path = bootstrap_trigger(&registration, own_instance).map_err(|e| {
+            DmError::InvalidRequest {
+                operation: "Execute",
+                reason: e.to_string(),
+            }
+        })?;
+        let execute = DownlinkRequest::Execute { path, args: None };
+        self.request(endpoint, execute, timeout).await?;
+        Ok(path)
     }
 }
 
