@@ -22,6 +22,21 @@
 //! | server certificate chain (PEM) | `[dtls] certificate` | `STEWARD_DTLS_CERT` | `--dtls-cert` | generated |
 //! | server private key (PEM, P-256) | `[dtls] private_key` | `STEWARD_DTLS_KEY` | `--dtls-key` | generated |
 //!
+//! The CA (`steward ca init`) is configured in the file only, under `[pki]`:
+//!
+//! ```toml
+//! [pki]
+//! crl_validity = 86400          # seconds between thisUpdate and nextUpdate of the CRL
+//! ocsp_url = "http://pki.example:8080/ocsp"   # AIA in issued certificates
+//! crl_url = "http://pki.example:8080/crl"     # CRL distribution point
+//! factory_reenrolment = false   # a factory certificate enrols once (seed 003)
+//! server_keygen = false         # EST /skg and /skc
+//! [[pki.profiles]]              # replaces the built-in profile of the same name
+//! name = "device"
+//! lifetime_days = 90
+//! extended_key_usage = ["client_auth"]
+//! ```
+//!
 //! Certificate mode (X.509 devices) is on when at least one device CA is configured; a layer
 //! that names CAs replaces the list of the layers below (lists are not merged). The server's
 //! certificate and key go together; without them a self-signed certificate is generated into
@@ -68,6 +83,45 @@ pub struct Config {
     pub device_cas: Vec<PathBuf>,
     /// The server's certificate chain and key (PEM); `None`: generated in the data directory.
     pub dtls_certificate: Option<DtlsCertificatePaths>,
+    /// The CA's settings (profiles, CRL, OCSP), used when the data directory has a CA.
+    pub pki: PkiConfig,
+}
+
+/// The `[pki]` table: how the CA issues and publishes.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PkiConfig {
+    /// Profiles replacing the built-in `device`, `server` and `validation`, or added to them.
+    #[serde(default)]
+    pub profiles: Vec<steward_pki::profile::Profile>,
+    /// Seconds from a CRL's thisUpdate to its nextUpdate.
+    pub crl_validity: Option<u64>,
+    pub ocsp_url: Option<String>,
+    pub crl_url: Option<String>,
+    #[serde(default)]
+    pub factory_reenrolment: bool,
+    #[serde(default)]
+    pub server_keygen: bool,
+}
+
+impl PkiConfig {
+    /// The CA service's settings; fails on an invalid profile.
+    pub fn settings(&self) -> Result<crate::pki::PkiSettings, ConfigError> {
+        let defaults = crate::pki::PkiSettings::default();
+        let profiles = steward_pki::profile::Profiles::with_overrides(self.profiles.clone())
+            .map_err(|e| ConfigError::Invalid(format!("[pki] profiles: {e}")))?;
+        Ok(crate::pki::PkiSettings {
+            profiles,
+            crl_validity: self
+                .crl_validity
+                .map_or(defaults.crl_validity, std::time::Duration::from_secs),
+            ocsp_url: self.ocsp_url.clone(),
+            crl_url: self.crl_url.clone(),
+            factory_reenrolment: self.factory_reenrolment,
+            server_keygen: self.server_keygen,
+            ..defaults
+        })
+    }
 }
 
 /// Where the server's DTLS certificate chain and private key are.
@@ -92,6 +146,7 @@ impl Default for Config {
             expiry_grace_secs: DEFAULT_EXPIRY_GRACE_SECS,
             device_cas: Vec::new(),
             dtls_certificate: None,
+            pki: PkiConfig::default(),
         }
     }
 }
@@ -112,6 +167,8 @@ pub struct Settings {
     pub device_cas: Option<Vec<PathBuf>>,
     pub dtls_cert: Option<PathBuf>,
     pub dtls_key: Option<PathBuf>,
+    /// Only from the file (see the module docs).
+    pub pki: Option<PkiConfig>,
 }
 
 /// The flags of `steward serve`, as clap parses them.
@@ -178,6 +235,7 @@ impl ServeArgs {
             device_cas: (!self.device_cas.is_empty()).then(|| self.device_cas.clone()),
             dtls_cert: self.dtls_cert.clone(),
             dtls_key: self.dtls_key.clone(),
+            pki: None,
         }
     }
 }
@@ -214,6 +272,7 @@ struct FileConfig {
     dtls: Option<FileDtls>,
     bootstrap: Option<FilePorts>,
     http: Option<FileHttp>,
+    pki: Option<PkiConfig>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -271,6 +330,7 @@ impl Settings {
             device_cas: dtls.device_cas,
             dtls_cert: dtls.certificate,
             dtls_key: dtls.private_key,
+            pki: file.pki,
         })
     }
 
@@ -380,6 +440,9 @@ impl Config {
             if let Some(cas) = &l.device_cas {
                 c.device_cas.clone_from(cas);
             }
+            if let Some(pki) = &l.pki {
+                c.pki.clone_from(pki);
+            }
             if l.dtls_cert.is_some() {
                 cert.clone_from(&l.dtls_cert);
             }
@@ -457,6 +520,7 @@ impl Config {
         if self.device_cas.iter().any(|p| p.as_os_str().is_empty()) {
             return Err(ConfigError::Invalid("an empty device CA path".into()));
         }
+        self.pki.settings()?;
         if self.expiry_grace_secs > MAX_EXPIRY_GRACE_SECS {
             return Err(ConfigError::Invalid(format!(
                 "expiry_grace {} s is longer than a day",
@@ -563,6 +627,61 @@ mod tests {
         assert_eq!(c.data_dir, PathBuf::from("./steward-data"));
         assert!(!c.allow_unsecured);
         assert_eq!(c.default_lifetime, 86_400);
+    }
+
+    #[test]
+    fn pki_profiles_and_ports_come_from_the_file() {
+        let f = file(
+            r#"
+            [bootstrap]
+            coap_port = 6783
+            coaps_port = 6784
+            [http]
+            port = 9090
+            [pki]
+            crl_validity = 3600
+            factory_reenrolment = true
+            [[pki.profiles]]
+            name = "validation"
+            lifetime_days = 20
+            extended_key_usage = ["ocsp_signing"]
+            "#,
+        );
+        let c = Config::resolve(&[f]).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(c.bs_coap_addr().port(), 6783);
+        assert_eq!(c.bs_coaps_addr().port(), 6784);
+        assert_eq!(c.http_addr().port(), 9090);
+        let settings = c.pki.settings().unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(settings.crl_validity, std::time::Duration::from_secs(3600));
+        assert!(settings.factory_reenrolment);
+        let validation = settings.profiles.get("validation").map(|p| p.lifetime_days);
+        assert_eq!(
+            validation,
+            Some(20),
+            "seed 003: 20-30 days for validation credentials"
+        );
+        // The other built-ins stay.
+        assert!(settings.profiles.get("device").is_some());
+
+        let bad = file(
+            r#"
+            [[pki.profiles]]
+            name = "device"
+            lifetime_days = 0
+            extended_key_usage = []
+            "#,
+        );
+        let err = Config::resolve(&[bad]).err().map(|e| e.to_string());
+        assert!(
+            err.as_deref().is_some_and(|e| e.contains("[pki] profiles")),
+            "{err:?}"
+        );
+        let clash = file("[bootstrap]\ncoaps_port = 5684\n");
+        let err = Config::resolve(&[clash]).err().map(|e| e.to_string());
+        assert_eq!(
+            err.as_deref(),
+            Some("invalid configuration: coaps_port and bootstrap coaps_port are both 5684")
+        );
     }
 
     #[test]

@@ -84,7 +84,7 @@ use crate::devices::{Devices, Hub, RestoredRequest, StoreChange, Transport};
 use crate::dm::{DeviceRequests, DmConfig, Ticket, is_send};
 use crate::lwm2m::registration::is_registration_path;
 use crate::lwm2m::{DomainEvent, Lwm2mServer, Peer, ServerConfig};
-use crate::pki::{PkiService, PkiSettings};
+use crate::pki::PkiService;
 
 mod bootstrap;
 mod http;
@@ -195,7 +195,11 @@ pub async fn start_with(config: &Config, dm: DmConfig) -> Result<RunningServer, 
     let pki = {
         let store = Arc::clone(&store);
         let dir = config.data_dir.clone();
-        tokio::task::spawn_blocking(move || PkiService::load(&dir, store, PkiSettings::default()))
+        let settings = config
+            .pki
+            .settings()
+            .map_err(|e| RuntimeError::Pki(e.to_string()))?;
+        tokio::task::spawn_blocking(move || PkiService::load(&dir, store, settings))
             .await
             .map_err(|_| RuntimeError::Task("loading the CA"))?
             .map_err(|e| RuntimeError::Pki(e.to_string()))?
