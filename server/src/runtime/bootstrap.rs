@@ -26,7 +26,7 @@ use steward_coap::endpoint::{Event, Incoming, RequestId};
 use steward_coap::message::{Code, Method, Request, Response};
 use steward_coap::stack::Stack;
 use steward_dtls::{DtlsConfig, DtlsServer, Identity};
-use steward_pki::est::{EstClient, EstService};
+use steward_pki::est::{EstClient, EstService, Route};
 use steward_transport::Handle;
 use steward_transport::dtls::Peers;
 use steward_transport::udp::{self, UdpConfig};
@@ -282,9 +282,15 @@ impl BootstrapRouter {
             }
             _ => {}
         }
-        if steward_pki::est::route(&segments).is_some() {
+        if let Some(route) = steward_pki::est::route(&segments) {
             let Some(est) = &self.shared.est else {
-                respond(stack, now, id, no_ca());
+                // Without a CA there is nothing to discover here (the Bootstrap interface is
+                // not discoverable: clients are configured with its URI).
+                let response = match route {
+                    Route::Core => Response::new(Code::CONTENT).with_payload(40, Vec::new()),
+                    _ => no_ca(),
+                };
+                respond(stack, now, id, response);
                 return;
             };
             let client = if secure {
