@@ -41,7 +41,9 @@ pub(super) async fn start(
     let local = listener.local_addr()?;
     let app = Router::new()
         .route("/ocsp", post(ocsp_post))
-        .route("/ocsp/{request}", get(ocsp_get))
+        // A wildcard: base64 may contain `/`, which clients should percent-encode but some
+        // do not (RFC 6960 App. A.1).
+        .route("/ocsp/{*request}", get(ocsp_get))
         .route("/crl", get(crl))
         .route("/ca", get(ca))
         .with_state(pki);
@@ -69,7 +71,8 @@ async fn ocsp_post(State(pki): Pki, body: Bytes) -> Response {
 /// `GET /ocsp/{base64 of the DER request}` (RFC 6960 App. A.1: URL-encoded base64).
 async fn ocsp_get(State(pki): Pki, Path(request): Path<String>) -> Response {
     let engine = base64::engine::general_purpose::STANDARD;
-    match engine.decode(request.trim_end_matches('/')) {
+    // The path is percent-decoded already; a trailing `/` is base64, not a separator.
+    match engine.decode(&request) {
         Ok(der) => ocsp(pki, &der),
         Err(_) => (StatusCode::BAD_REQUEST, "the path is not base64").into_response(),
     }
