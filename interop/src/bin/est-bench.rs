@@ -64,7 +64,9 @@ use steward::store::{Durability, SledStore, Store};
 use steward_coap::endpoint::{self, Event, RequestId};
 use steward_coap::message::{Code, Method, Request, Response, option};
 use steward_coap::stack::{Stack, StackConfig};
-use steward_dtls::{ClientCertificate, ClientConfig, ClientCredentials, ClientSession, ServerTrust};
+use steward_dtls::{
+    ClientCertificate, ClientConfig, ClientCredentials, ClientSession, ServerTrust,
+};
 use steward_pki::ca::{Ca, CaNames, IssueParams, Serial};
 use steward_pki::csr::{Csr, CsrLimits};
 use steward_pki::profile::Profile;
@@ -153,14 +155,14 @@ async fn main() -> BoxResult<()> {
         started.elapsed().as_secs_f64()
     );
     let started = Instant::now();
-    let mut est_devices = device_keys(&est_ids, &prepared.factory)?;
-    let mut hs_devices = device_keys(&hs_ids, &prepared.factory)?;
+    let est_devices = device_keys(&est_ids, &prepared.factory)?;
+    let hs_devices = device_keys(&hs_ids, &prepared.factory)?;
     let keyed = est_devices.len() + hs_devices.len();
     if keyed > 0 {
         let took = started.elapsed();
         println!(
-            "device side (untimed below): {keyed} P-256 keys + CSRs in {:.2} s = {:.0} µs each \
-             on one core",
+            "device side (untimed below): {keyed} P-256 keys + CSRs (and factory credentials \
+             loaded for DTLS) in {:.2} s = {:.0} µs per device on one core",
             took.as_secs_f64(),
             took.as_secs_f64() * 1e6 / keyed as f64
         );
@@ -169,14 +171,14 @@ async fn main() -> BoxResult<()> {
     let mut results = Vec::new();
     if !est_devices.is_empty() || !hs_devices.is_empty() {
         let server = start(&data, false).await?;
-        let bs_coaps = server.bs_coaps_addr().ok_or("no bootstrap coaps listener")?;
+        let bs_coaps = server
+            .bs_coaps_addr()
+            .ok_or("no bootstrap coaps listener")?;
         if !est_devices.is_empty() {
-            let devices = std::mem::take(&mut est_devices);
-            results.push(est_open(bs_coaps, &prepared, devices, c, timeout).await?);
+            results.push(est_open(bs_coaps, &prepared, est_devices, c, timeout).await?);
         }
         if !hs_devices.is_empty() {
-            let devices = std::mem::take(&mut hs_devices);
-            results.push(est_handshake(bs_coaps, &prepared, devices, c, timeout).await?);
+            results.push(est_handshake(bs_coaps, &prepared, hs_devices, c, timeout).await?);
         }
         server.shutdown().await?;
     }
@@ -188,7 +190,9 @@ async fn main() -> BoxResult<()> {
     }
 
     println!();
-    println!("== results ({cores} core(s), shared by server and clients; N = {n}, concurrency {c})");
+    println!(
+        "== results ({cores} core(s), shared by server and clients; N = {n}, concurrency {c})"
+    );
     let mut failed_figures = Vec::new();
     for r in &results {
         r.print();
@@ -200,6 +204,8 @@ async fn main() -> BoxResult<()> {
         r.print_failures();
     }
     if !failed_figures.is_empty() {
+        // `exit` skips destructors: remove the data directory first.
+        drop(tmp);
         eprintln!(
             "FAILED: more than {max_failures} failed flow(s) in: {}",
             failed_figures.join(", ")
@@ -302,7 +308,7 @@ fn prepare(
     bar.finish_and_clear();
     store.allow_list_put_all(all.iter().map(|s| s.as_str()))?;
 
-    for (i, id) in bs_ids.iter().enumerate() {
+    for id in bs_ids {
         let mut config = BootstrapConfig::default();
         // One LwM2M Server account in PSK mode; the bootstrap writes /0/0 and /1/0.
         config.security.insert(
@@ -310,9 +316,7 @@ fn prepare(
             ServerSecurity::psk("coaps://127.0.0.1:5684", 1, id.as_bytes(), &BS_PSK),
         );
         config.servers.insert(0, ServerConfig::new(1));
-        if i == 0 {
-            config.validate()?;
-        }
+        config.validate()?;
         store.put_bootstrap_config(id, &config)?;
     }
     store.flush()?;
@@ -329,7 +333,8 @@ fn prepare(
 /// One enrolling device: its factory credentials, and the operational key and CSR it made.
 struct Device {
     id: String,
-    credentials: ClientCredentials,
+    /// The factory chain and key, as the DTLS client takes them.
+    certificate: ClientCertificate,
     key: PKey<Private>,
     csr: Vec<u8>,
 }
@@ -348,11 +353,7 @@ fn device_keys(
             let csr = csr(&key, id)?;
             Ok(Device {
                 id: id.clone(),
-                credentials: ClientCredentials::Certificate {
-                    certificate,
-                    // Filled in by the caller with the Steward root (see `dtls_config`).
-                    server: ServerTrust::new(Vec::new()),
-                },
+                certificate,
                 key,
                 csr,
             })
@@ -366,15 +367,16 @@ async fn start(data: &Path, allow_unsecured: bool) -> BoxResult<RunningServer> {
     Ok(steward::runtime::start(&config).await?)
 }
 
+/// The device's DTLS client: its factory certificate, and the Steward root as the trust
+/// anchor for the server's certificate (which the CA issued to the listeners).
 fn dtls_config(server: SocketAddr, device: &Device, root_der: &[u8]) -> ClientConfig {
-    let credentials = match &device.credentials {
-        ClientCredentials::Certificate { certificate, .. } => ClientCredentials::Certificate {
-            certificate: certificate.clone(),
+    ClientConfig::new(
+        server,
+        ClientCredentials::Certificate {
+            certificate: device.certificate.clone(),
             server: ServerTrust::new(vec![root_der.to_vec()]),
         },
-        other => other.clone(),
-    };
-    ClientConfig::new(server, credentials)
+    )
 }
 
 // ---------------------------------------------------------------------------------------
@@ -467,3 +469,619 @@ fn progress(len: usize, what: &str) -> ProgressBar {
     bar
 }
 
+/// Results of concurrent flows, collected from the workers.
+struct Tally<R> {
+    /// Per successful flow, sorted.
+    latencies: Vec<Duration>,
+    failures: BTreeMap<String, usize>,
+    /// What the successful flows returned.
+    returned: Vec<R>,
+    elapsed: Duration,
+}
+
+impl<R> Tally<R> {
+    fn failed(&self) -> usize {
+        self.failures.values().sum()
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+fn count(failures: &mut BTreeMap<String, usize>, reason: String) {
+    *failures.entry(reason).or_default() += 1;
+}
+
+/// Runs `flow` on every item, at most `concurrency` at once, with `bar` counting finished
+/// flows. Each flow is timed from its start to its return; one past `timeout` fails.
+async fn run_flows<T, R, F, Fut>(
+    items: Vec<T>,
+    concurrency: usize,
+    timeout: Duration,
+    bar: &ProgressBar,
+    flow: F,
+) -> Tally<R>
+where
+    T: Send + 'static,
+    R: Send + 'static,
+    F: Fn(T) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<R, String>> + Send,
+{
+    struct Shared<R> {
+        latencies: Vec<Duration>,
+        failures: BTreeMap<String, usize>,
+        returned: Vec<R>,
+    }
+    let queue = Arc::new(Mutex::new(items.into_iter().collect::<VecDeque<_>>()));
+    let shared = Arc::new(Mutex::new(Shared {
+        latencies: Vec::new(),
+        failures: BTreeMap::new(),
+        returned: Vec::new(),
+    }));
+    let flow = Arc::new(flow);
+    let failed = Arc::new(AtomicU64::new(0));
+    let started = Instant::now();
+    let mut workers = tokio::task::JoinSet::new();
+    for _ in 0..concurrency {
+        let (queue, shared, flow, bar, failed) = (
+            Arc::clone(&queue),
+            Arc::clone(&shared),
+            Arc::clone(&flow),
+            bar.clone(),
+            Arc::clone(&failed),
+        );
+        workers.spawn(async move {
+            loop {
+                let next = lock(&queue).pop_front();
+                let Some(item) = next else {
+                    return;
+                };
+                let t0 = Instant::now();
+                let result = match tokio::time::timeout(timeout, flow(item)).await {
+                    Ok(result) => result,
+                    Err(_) => Err(format!("no result within {timeout:?}")),
+                };
+                let took = t0.elapsed();
+                let mut shared = lock(&shared);
+                match result {
+                    Ok(returned) => {
+                        shared.latencies.push(took);
+                        shared.returned.push(returned);
+                    }
+                    Err(reason) => {
+                        count(&mut shared.failures, reason);
+                        let f = failed.fetch_add(1, Ordering::Relaxed) + 1;
+                        bar.set_message(format!("failed {f}"));
+                    }
+                }
+                bar.inc(1);
+            }
+        });
+    }
+    let mut panicked = Vec::new();
+    while let Some(joined) = workers.join_next().await {
+        if let Err(e) = joined {
+            panicked.push(format!("worker task: {e}"));
+        }
+    }
+    let elapsed = started.elapsed();
+    bar.finish_and_clear();
+    let mut shared = lock(&shared);
+    for reason in panicked {
+        count(&mut shared.failures, reason);
+    }
+    let mut latencies = std::mem::take(&mut shared.latencies);
+    latencies.sort_unstable();
+    Tally {
+        latencies,
+        failures: std::mem::take(&mut shared.failures),
+        returned: std::mem::take(&mut shared.returned),
+        elapsed,
+    }
+}
+
+/// An open DTLS session with the CoAP stack that runs over it.
+struct Open {
+    session: ClientSession,
+    stack: Stack<SocketAddr>,
+}
+
+fn client_stack(seed: u64) -> Stack<SocketAddr> {
+    Stack::new(StackConfig {
+        endpoint: endpoint::Config {
+            seed,
+            ..endpoint::Config::default()
+        },
+        ..StackConfig::default()
+    })
+}
+
+fn sen_request(csr: &[u8]) -> Request {
+    Request::new(Method::Post)
+        .with_path("/.well-known/est/sen")
+        .with_option(
+            option::ACCEPT,
+            steward_coap::message::encode_uint(u32::from(CT_PKIX_CERT)),
+        )
+        .with_payload(CT_PKCS10, csr.to_vec())
+}
+
+/// Sends `request` (CON) over the session and runs the stack until its answer.
+async fn exchange(open: &mut Open, request: Request) -> Result<Response, String> {
+    let server = open.session.server_addr();
+    let id = open.stack.request(Instant::now(), server, request, true);
+    let mut buf = vec![0u8; MAX_DATAGRAM];
+    loop {
+        while let Some(t) = open.stack.poll_transmit() {
+            open.session
+                .send(&t.datagram)
+                .await
+                .map_err(|e| format!("DTLS send: {e}"))?;
+        }
+        if let Some(answer) = answer_of(&mut open.stack, id) {
+            // An ACK to a separate response may be due: let it go out.
+            while let Some(t) = open.stack.poll_transmit() {
+                let _ = open.session.send(&t.datagram).await;
+            }
+            return answer;
+        }
+        let timer = open.stack.poll_timeout();
+        tokio::select! {
+            received = open.session.recv(&mut buf) => {
+                let n = received.map_err(|e| format!("DTLS session ended: {e}"))?;
+                let datagram = buf.get(..n).unwrap_or_default();
+                open.stack.handle(Instant::now(), server, datagram);
+            }
+            () = sleep_until(timer) => open.stack.handle_timeout(Instant::now()),
+        }
+    }
+}
+
+/// The outcome of request `id` among the stack's events, if it has come.
+fn answer_of(stack: &mut Stack<SocketAddr>, id: RequestId) -> Option<Result<Response, String>> {
+    while let Some(event) = stack.poll_event() {
+        match event {
+            Event::Response {
+                id: got, response, ..
+            } if got == id => return Some(Ok(response)),
+            Event::Failed {
+                id: got, reason, ..
+            } if got == id => {
+                return Some(Err(format!("CoAP request failed: {reason:?}")));
+            }
+            _ => {}
+        }
+    }
+    None
+}
+
+async fn sleep_until(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(tokio::time::Instant::from_std(at)).await,
+        None => std::future::pending().await,
+    }
+}
+
+fn code(code: Code) -> String {
+    format!("{}.{:02}", code.class(), code.detail())
+}
+
+/// `/sen` on an open session: the issued certificate (DER) on 2.04.
+async fn enrol(open: &mut Open, csr: &[u8]) -> Result<Vec<u8>, String> {
+    let response = exchange(open, sen_request(csr)).await?;
+    if response.code != Code::CHANGED {
+        return Err(format!(
+            "/sen answered {} {}",
+            code(response.code),
+            String::from_utf8_lossy(&response.payload)
+        ));
+    }
+    if response.options.content_format() != Some(CT_PKIX_CERT) {
+        return Err(format!(
+            "/sen answered Content-Format {:?}, not the {CT_PKIX_CERT} asked for",
+            response.options.content_format()
+        ));
+    }
+    Ok(response.payload)
+}
+
+/// Checks every returned certificate: it chains to the Steward root through the issuing CA,
+/// names the device, and certifies the key the device generated. Returns how many passed and
+/// why the others did not.
+fn verify_all(
+    prepared: &Prepared,
+    devices: &[Arc<Device>],
+    returned: &[(usize, Vec<u8>)],
+) -> (usize, BTreeMap<String, usize>) {
+    let mut failures = BTreeMap::new();
+    let checker = match CertChecker::new(prepared) {
+        Ok(c) => c,
+        Err(e) => {
+            count(
+                &mut failures,
+                format!("cannot set up the verification: {e}"),
+            );
+            return (0, failures);
+        }
+    };
+    let mut ok = 0;
+    for (i, der) in returned {
+        let Some(device) = devices.get(*i) else {
+            count(&mut failures, "a certificate for no device".into());
+            continue;
+        };
+        match checker.check(device, der) {
+            Ok(()) => ok += 1,
+            Err(e) => count(&mut failures, format!("returned certificate: {e}")),
+        }
+    }
+    (ok, failures)
+}
+
+struct CertChecker {
+    store: openssl::x509::store::X509Store,
+    intermediates: SslStack<X509>,
+}
+
+impl CertChecker {
+    fn new(prepared: &Prepared) -> BoxResult<CertChecker> {
+        let mut store = X509StoreBuilder::new()?;
+        store.add_cert(prepared.root.clone())?;
+        let mut intermediates = SslStack::new()?;
+        intermediates.push(prepared.issuing.clone())?;
+        Ok(CertChecker {
+            store: store.build(),
+            intermediates,
+        })
+    }
+
+    fn check(&self, device: &Device, der: &[u8]) -> Result<(), String> {
+        let cert = X509::from_der(der).map_err(|e| format!("not DER: {e}"))?;
+        let mut ctx = X509StoreContext::new().map_err(|e| e.to_string())?;
+        let verdict = ctx
+            .init(&self.store, &cert, &self.intermediates, |c| {
+                let ok = c.verify_cert()?;
+                Ok((ok, c.error().error_string()))
+            })
+            .map_err(|e| e.to_string())?;
+        if !verdict.0 {
+            return Err(format!("does not chain to the Steward CA: {}", verdict.1));
+        }
+        let cn = cert
+            .subject_name()
+            .entries_by_nid(Nid::COMMONNAME)
+            .next()
+            .and_then(|e| e.data().to_string().ok());
+        if cn.as_deref() != Some(device.id.as_str()) {
+            return Err(format!("CN {cn:?}, not {:?}", device.id));
+        }
+        let key = cert.public_key().map_err(|e| e.to_string())?;
+        if !key.public_eq(&device.key) {
+            return Err("certifies another key than the CSR's".into());
+        }
+        Ok(())
+    }
+}
+
+/// Figure 1: enrolments on sessions opened beforehand.
+async fn est_open(
+    server: SocketAddr,
+    prepared: &Prepared,
+    devices: Vec<Device>,
+    concurrency: usize,
+    timeout: Duration,
+) -> BoxResult<Outcome> {
+    let n = devices.len();
+    let devices: Vec<Arc<Device>> = devices.into_iter().map(Arc::new).collect();
+    println!();
+    println!("[est] opening {n} DTLS sessions (ECDHE-ECDSA, factory certificates), untimed");
+    let configs: Vec<(usize, ClientConfig)> = devices
+        .iter()
+        .enumerate()
+        .map(|(i, d)| (i, dtls_config(server, d, &prepared.root_der)))
+        .collect();
+    let bar = progress(n, "sessions open");
+    let opened = run_flows(
+        configs,
+        concurrency,
+        timeout,
+        &bar,
+        |(i, config)| async move {
+            let session = ClientSession::connect(&config)
+                .await
+                .map_err(|e| format!("handshake: {e}"))?;
+            Ok((i, session))
+        },
+    )
+    .await;
+    let open_note = format!(
+        "set-up, untimed: {} sessions opened in {:.2} s ({:.0} handshakes/s at concurrency \
+         {concurrency}), {} failed",
+        opened.returned.len(),
+        opened.elapsed.as_secs_f64(),
+        opened.returned.len() as f64 / opened.elapsed.as_secs_f64().max(1e-9),
+        opened.failed()
+    );
+    println!("[est] {open_note}");
+
+    let work: Vec<(usize, Arc<Device>, Open)> = opened
+        .returned
+        .into_iter()
+        .map(|(i, session)| {
+            let stack = client_stack(0x5e4_0000 ^ i as u64);
+            (i, Arc::clone(&devices[i]), Open { session, stack })
+        })
+        .collect();
+    let bar = progress(work.len(), "enrolled (/sen on open sessions)");
+    let done: Arc<Mutex<Vec<Open>>> = Arc::default();
+    let enrolled = {
+        let done = Arc::clone(&done);
+        run_flows(
+            work,
+            concurrency,
+            timeout,
+            &bar,
+            move |(i, device, mut open)| {
+                let done = Arc::clone(&done);
+                async move {
+                    let result = enrol(&mut open, &device.csr).await;
+                    lock(&done).push(open);
+                    result.map(|der| (i, der))
+                }
+            },
+        )
+        .await
+    };
+    let sessions = std::mem::take(&mut *lock(&done));
+    close_all(sessions).await;
+    let (verified, bad) = verify_all(prepared, &devices, &enrolled.returned);
+
+    let mut failures = opened.failures;
+    for (reason, n) in enrolled.failures.into_iter().chain(bad) {
+        *failures.entry(reason).or_default() += n;
+    }
+    Ok(Outcome {
+        name: "est",
+        what: "EST enrolments/s on open DTLS sessions (CON POST /.well-known/est/sen, ct 286, \
+               Accept 287; one per device)"
+            .into(),
+        n,
+        concurrency,
+        ok: verified,
+        failed: failures.values().sum(),
+        elapsed: enrolled.elapsed,
+        latencies: enrolled.latencies,
+        failures,
+        notes: vec![
+            open_note,
+            format!(
+                "{verified} of {} returned certificates verified against the Steward CA \
+                 (chain, CN = device ID, key = the device's)",
+                enrolled.returned.len()
+            ),
+        ],
+        target: Some(TARGET_EST_PER_S),
+    })
+}
+
+async fn close_all(sessions: Vec<Open>) {
+    let mut closing = tokio::task::JoinSet::new();
+    for open in sessions {
+        closing.spawn(async move { open.session.close().await });
+    }
+    while closing.join_next().await.is_some() {}
+}
+
+/// Figure 2: per device a handshake, `/sen` and close.
+async fn est_handshake(
+    server: SocketAddr,
+    prepared: &Prepared,
+    devices: Vec<Device>,
+    concurrency: usize,
+    timeout: Duration,
+) -> BoxResult<Outcome> {
+    let n = devices.len();
+    let devices: Vec<Arc<Device>> = devices.into_iter().map(Arc::new).collect();
+    println!();
+    println!(
+        "[est-handshake] {n} devices: connect (ECDHE-ECDSA, factory certificate) + /sen + close"
+    );
+    let work: Vec<(usize, Arc<Device>, ClientConfig)> = devices
+        .iter()
+        .enumerate()
+        .map(|(i, d)| (i, Arc::clone(d), dtls_config(server, d, &prepared.root_der)))
+        .collect();
+    let bar = progress(n, "enrolled (handshake + /sen + close)");
+    let enrolled = run_flows(
+        work,
+        concurrency,
+        timeout,
+        &bar,
+        |(i, device, config)| async move {
+            let session = ClientSession::connect(&config)
+                .await
+                .map_err(|e| format!("handshake: {e}"))?;
+            let mut open = Open {
+                session,
+                stack: client_stack(0x5e5_0000 ^ i as u64),
+            };
+            let result = enrol(&mut open, &device.csr).await;
+            open.session.close().await;
+            result.map(|der| (i, der))
+        },
+    )
+    .await;
+    let (verified, bad) = verify_all(prepared, &devices, &enrolled.returned);
+    let mut failures = enrolled.failures;
+    for (reason, n) in bad {
+        *failures.entry(reason).or_default() += n;
+    }
+    Ok(Outcome {
+        name: "est-handshake",
+        what: "EST enrolments/s including the handshake (per device: new DTLS session with the \
+               factory certificate, /sen, close_notify)"
+            .into(),
+        n,
+        concurrency,
+        ok: verified,
+        failed: failures.values().sum(),
+        elapsed: enrolled.elapsed,
+        latencies: enrolled.latencies,
+        failures,
+        notes: vec![format!(
+            "{verified} of {} returned certificates verified against the Steward CA",
+            enrolled.returned.len()
+        )],
+        target: None,
+    })
+}
+
+/// Figure 3: complete bootstrap flows over plain CoAP.
+async fn bootstrap(
+    server: SocketAddr,
+    ids: &[String],
+    concurrency: usize,
+    timeout: Duration,
+) -> BoxResult<Outcome> {
+    let n = ids.len();
+    println!();
+    println!(
+        "[bootstrap] {n} devices: POST /bs?ep=… over plain CoAP (server restarted with \
+         allow_unsecured), answer Delete/Write/Finish"
+    );
+    let work: Vec<(usize, String)> = ids.iter().cloned().enumerate().collect();
+    let bar = progress(n, "bootstrapped");
+    let done = run_flows(work, concurrency, timeout, &bar, move |(i, ep)| {
+        bootstrap_flow(server, ep, 0xb5_0000 ^ i as u64)
+    })
+    .await;
+    let answered: usize = done.returned.iter().map(|s| s.requests).sum();
+    let writes: usize = done.returned.iter().map(|s| s.writes).sum();
+    let ok = done.returned.len();
+    Ok(Outcome {
+        name: "bootstrap",
+        what: "complete bootstrap flows/s (Bootstrap-Request → 2.04, Delete /0 /1, Write /0/0 \
+               /1/0, Finish; timed to the answer to Finish)"
+            .into(),
+        n,
+        concurrency,
+        ok,
+        failed: done.failed(),
+        elapsed: done.elapsed,
+        latencies: done.latencies,
+        failures: done.failures,
+        notes: vec![format!(
+            "server requests answered: {answered} ({:.1} per flow, {writes} Bootstrap-Writes)",
+            answered as f64 / ok.max(1) as f64
+        )],
+        target: None,
+    })
+}
+
+/// What one bootstrap flow saw.
+struct BootstrapSeen {
+    requests: usize,
+    writes: usize,
+}
+
+/// One device's bootstrap: its own UDP socket and CoAP stack (so that the server's requests
+/// reach the device they are for), until it has answered Bootstrap-Finish.
+async fn bootstrap_flow(
+    server: SocketAddr,
+    ep: String,
+    seed: u64,
+) -> Result<BootstrapSeen, String> {
+    let socket = UdpSocket::bind("127.0.0.1:0")
+        .await
+        .map_err(|e| format!("bind: {e}"))?;
+    socket
+        .connect(server)
+        .await
+        .map_err(|e| format!("connect: {e}"))?;
+    let mut stack = client_stack(seed);
+    let request = Request::new(Method::Post)
+        .with_path("/bs")
+        .with_query(&format!("ep={ep}"));
+    let id = stack.request(Instant::now(), server, request, true);
+    let mut accepted = false;
+    let mut seen = BootstrapSeen {
+        requests: 0,
+        writes: 0,
+    };
+    let mut buf = vec![0u8; MAX_DATAGRAM];
+    loop {
+        let mut finished = false;
+        while let Some(event) = stack.poll_event() {
+            match event {
+                Event::Response {
+                    id: got, response, ..
+                } if got == id => {
+                    if response.code != Code::CHANGED {
+                        return Err(format!(
+                            "Bootstrap-Request answered {} {}",
+                            code(response.code),
+                            String::from_utf8_lossy(&response.payload)
+                        ));
+                    }
+                    accepted = true;
+                }
+                Event::Failed {
+                    id: got, reason, ..
+                } if got == id => {
+                    return Err(format!("Bootstrap-Request failed: {reason:?}"));
+                }
+                Event::Request {
+                    id: incoming,
+                    request,
+                } => {
+                    let path = request.path_string();
+                    let answer = match request.method {
+                        Method::Delete => Code::DELETED,
+                        Method::Put if !request.payload.is_empty() => {
+                            seen.writes += 1;
+                            Code::CHANGED
+                        }
+                        Method::Post if path == "/bs" => {
+                            finished = true;
+                            Code::CHANGED
+                        }
+                        other => return Err(format!("unexpected request {other:?} {path}")),
+                    };
+                    seen.requests += 1;
+                    stack
+                        .respond(Instant::now(), incoming, Response::new(answer))
+                        .map_err(|e| format!("answering {path}: {e}"))?;
+                }
+                _ => {}
+            }
+        }
+        // Our answers (and the Bootstrap-Request itself, the first time round) go out now,
+        // not at the stack's next timer.
+        while let Some(t) = stack.poll_transmit() {
+            socket
+                .send(&t.datagram)
+                .await
+                .map_err(|e| format!("send: {e}"))?;
+        }
+        if finished {
+            // The answer to Finish, which the flow is timed to, has just been sent.
+            if !accepted {
+                return Err("Bootstrap-Finish before the 2.04 to the Bootstrap-Request".into());
+            }
+            if seen.writes == 0 {
+                return Err("Bootstrap-Finish without any Bootstrap-Write".into());
+            }
+            return Ok(seen);
+        }
+        let timer = stack.poll_timeout();
+        tokio::select! {
+            received = socket.recv(&mut buf) => {
+                let n = received.map_err(|e| format!("recv: {e}"))?;
+                let datagram = buf.get(..n).unwrap_or_default();
+                stack.handle(Instant::now(), server, datagram);
+            }
+            () = sleep_until(timer) => stack.handle_timeout(Instant::now()),
+        }
+    }
+}
