@@ -19,18 +19,18 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::{Duration, Instant, SystemTime};
 
 use steward_coap::endpoint::{Event, Incoming, RequestId};
-use steward_coap::message::{Code, Method, Request, Response};
+use steward_coap::message::{Code, Method, Request, Response, encode_uint, option};
 use steward_coap::stack::Stack;
 use steward_dtls::{DtlsConfig, DtlsServer, Identity};
 use steward_pki::est::{EstClient, EstService, Route};
-use steward_transport::Handle;
 use steward_transport::dtls::Peers;
 use steward_transport::udp::{self, UdpConfig};
-use tokio::sync::watch;
+use steward_transport::{Commander, Handle};
+use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinHandle;
 
 use super::{
@@ -44,6 +44,10 @@ use crate::store::{SledStore, Store};
 
 /// The session timer looks at least this often.
 const TICK: Duration = Duration::from_millis(250);
+/// EST enrolments under way at once; more get 5.03 + Max-Age.
+const EST_IN_FLIGHT: usize = 256;
+/// Max-Age of that 5.03: when to come back.
+const EST_RETRY_SECS: u32 = 2;
 
 /// The running Bootstrap-Server listeners.
 pub(super) struct BootstrapListeners {
@@ -71,6 +75,8 @@ struct Shared {
     store: Arc<SledStore>,
     pki: Option<PkiService>,
     est: Option<EstService<PkiService, PkiEncoder>>,
+    /// Enrolments under way on the blocking pool.
+    est_slots: Arc<Semaphore>,
 }
 
 /// One listener's router: its own map of our requests, since request IDs are per stack.
@@ -78,6 +84,8 @@ struct BootstrapRouter {
     shared: Arc<Shared>,
     pending: Mutex<HashMap<RequestId, Correlation>>,
     transport: &'static str,
+    /// Its own driver, for answers computed outside the driver task (EST).
+    commander: Arc<OnceLock<Commander<CoapStack>>>,
 }
 
 pub(super) fn start(
@@ -98,6 +106,7 @@ pub(super) fn start(
         store: Arc::clone(&store),
         est: pki.as_ref().map(PkiService::est_service),
         pki: pki.clone(),
+        est_slots: Arc::new(Semaphore::new(EST_IN_FLIGHT)),
     });
 
     let (socket, _) = udp::bind(&UdpConfig {
@@ -109,6 +118,7 @@ pub(super) fn start(
         source,
     })?;
     let router = BootstrapRouter::new(Arc::clone(&shared), "bs-coap");
+    let udp_commander = Arc::clone(&router.commander);
     let (udp_handle, udp_task) =
         udp::spawn(socket, Stack::new(stack_config()), move |stack, now, ev| {
             router.route(stack, now, ev, None, false);
@@ -132,6 +142,7 @@ pub(super) fn start(
             }
         })?;
     let router = BootstrapRouter::new(Arc::clone(&shared), "bs-coaps");
+    let dtls_commander = Arc::clone(&router.commander);
     let (dtls_handle, dtls_task) = steward_transport::dtls::spawn(
         dtls_server,
         inbound,
@@ -145,6 +156,8 @@ pub(super) fn start(
         },
     );
 
+    let _ = udp_commander.set(udp_handle.commander());
+    let _ = dtls_commander.set(dtls_handle.commander());
     let timer = tokio::spawn(tick(Arc::clone(&shared), stop));
     let coap = udp_handle.local;
     let coaps = dtls_handle.local;
@@ -188,6 +201,7 @@ impl BootstrapRouter {
             shared,
             pending: Mutex::new(HashMap::new()),
             transport,
+            commander: Arc::new(OnceLock::new()),
         }
     }
 
@@ -298,15 +312,58 @@ impl BootstrapRouter {
             } else {
                 None
             };
-            let answer = est.handle_coap(request, client);
-            if let Some(audit) = &answer.audit {
-                tracing::info!(target: "steward::audit", %peer, transport = self.transport, "{audit}");
+            if matches!(route, Route::Function { .. }) {
+                self.enrol_elsewhere(stack, now, id, request, client);
+                return;
             }
+            let answer = est.handle_coap(request, client);
             respond(stack, now, id, answer.to_coap());
             return;
         }
         tracing::debug!(%peer, transport = self.transport, path = %request.path_string(), "no such resource: 4.04");
         respond(stack, now, id, Response::new(Code::NOT_FOUND));
+    }
+
+    /// EST functions parse and sign certificates and wait for the store's fsync: they run on
+    /// the blocking pool, not in this driver task, so enrolments use every core, share
+    /// fsyncs (the store's group commit), and never hold up bootstrap traffic. The stack keeps
+    /// the request pending (an empty ACK goes out if the answer takes a while, RFC 9148
+    /// §4.7). Past [`EST_IN_FLIGHT`] enrolments at once, 5.03 with Max-Age asks the client to
+    /// come back (RFC 9148 §4.7).
+    fn enrol_elsewhere(
+        &self,
+        stack: &mut CoapStack,
+        now: Instant,
+        id: Incoming<SocketAddr>,
+        request: &Request,
+        client: Option<EstClient>,
+    ) {
+        let Ok(permit) = Arc::clone(&self.shared.est_slots).try_acquire_owned() else {
+            let busy = Response::new(Code::SERVICE_UNAVAILABLE)
+                .with_option(option::MAX_AGE, encode_uint(EST_RETRY_SECS));
+            respond(stack, now, id, busy);
+            return;
+        };
+        let Some(commander) = self.commander.get().cloned() else {
+            respond(stack, now, id, Response::new(Code::SERVICE_UNAVAILABLE));
+            return;
+        };
+        let shared = Arc::clone(&self.shared);
+        let request = request.clone();
+        let transport = self.transport;
+        tokio::task::spawn_blocking(move || {
+            let _permit = permit;
+            let Some(est) = &shared.est else {
+                return;
+            };
+            let answer = est.handle_coap(&request, client);
+            let peer = id.peer();
+            if let Some(audit) = &answer.audit {
+                tracing::info!(target: "steward::audit", %peer, transport, "{audit}");
+            }
+            let response = answer.to_coap();
+            commander.command(move |stack, now| respond(stack, now, id, response));
+        });
     }
 
     fn outcome(&self, stack: &mut CoapStack, now: Instant, id: RequestId, outcome: Outcome) {
