@@ -22,6 +22,8 @@
 //!   server) and the OCSP check of the LwM2M server's certificate, as a sans-IO session.
 //! - [`transport`]: which server (bootstrap or LwM2M) a device on sockets must reach now,
 //!   and with which DTLS credentials.
+//! - [`managed`]: one device on sockets whose driver follows it from the bootstrap server to
+//!   the LwM2M server (factory credentials → bootstrap → EST → registered).
 //!
 //! Like the CoAP layer, nothing here reads a clock: every call takes `now`.
 
@@ -32,6 +34,7 @@ pub mod est;
 pub mod firmware;
 pub mod fleet;
 pub mod harness;
+pub mod managed;
 pub mod observe;
 pub mod queue;
 pub mod registration;

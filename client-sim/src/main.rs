@@ -22,10 +22,8 @@
 //! (see `steward_client::fleet`) with a progress bar and a latency summary; `bench` measures
 //! a `steward serve` child process (see `bench.rs`). With `--bootstrap` or `--state-dir` one
 //! device runs with a transport that follows it from bootstrap server to LwM2M server (see
-//! `managed.rs`).
+//! `steward_client::managed`).
 
-use std::collections::hash_map::DefaultHasher;
-use std::hash::{Hash, Hasher};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -35,10 +33,11 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 mod bench;
 mod fleet_cmd;
-mod managed;
 
 use clap::{Parser, Subcommand};
 use steward_client::dtls::DtlsEvent;
+use steward_client::est::OcspCheck;
+use steward_client::managed::{self, ManagedConfig, ManagedError, ManagedEvent, endpoint_seed};
 use steward_client::registration::RegistrationEvent;
 use steward_client::{BootstrapEvent, Client, DeviceConfig, DeviceEvent};
 use steward_coap::endpoint::Config;
@@ -161,10 +160,8 @@ enum RunError {
     Uri(String),
     #[error(transparent)]
     Transport(#[from] steward_client::transport::TransportError),
-    #[error("device task failed: {0}")]
-    Task(String),
     #[error(transparent)]
-    State(#[from] steward_client::StateError),
+    Managed(#[from] ManagedError),
 }
 
 /// A key given in hex. A newtype, because clap reads `Option<Vec<u8>>` as a list of numbers.
@@ -270,7 +267,7 @@ async fn run(args: Args) -> Result<(), RunError> {
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(0));
     if args.bootstrap.is_some() || args.state_dir.is_some() {
-        return managed::run(args, dtls, clock).await;
+        return run_managed(args, dtls, clock).await;
     }
     let bind = match args.server {
         SocketAddr::V4(_) => SocketAddr::from(([0, 0, 0, 0], 0)),
@@ -291,7 +288,7 @@ async fn run(args: Args) -> Result<(), RunError> {
         config.clock = clock;
         let stack = StackConfig {
             endpoint: Config {
-                seed: seed_of(&endpoint),
+                seed: endpoint_seed(&endpoint),
                 ..Config::default()
             },
             ..StackConfig::default()
@@ -488,11 +485,80 @@ fn describe_link(event: &LinkEvent) -> String {
     }
 }
 
-/// A stable per-device seed, so two devices never share message IDs and tokens.
-fn seed_of(endpoint: &str) -> u64 {
-    let mut h = DefaultHasher::new();
-    endpoint.hash(&mut h);
-    h.finish()
+/// One device with a bootstrap server and/or persisted state, its transport following it
+/// (`steward_client::managed`); prints its events until Ctrl-C, then deregisters.
+async fn run_managed(
+    args: Args,
+    factory: Option<ClientCredentials>,
+    clock: i64,
+) -> Result<(), RunError> {
+    if args.count != 1 {
+        return Err(RunError::ManagedCount);
+    }
+    let endpoint = args.endpoint.clone();
+    let mut device = DeviceConfig::new(endpoint.clone(), args.lwm2m);
+    device.lifetime = args.lifetime;
+    device.queue_mode = args.queue;
+    device.clock = clock;
+    let scheme = if factory.is_some() { "coaps" } else { "coap" };
+    device.server_uri = format!("{scheme}://{}", args.server);
+    let mut config = ManagedConfig::new(device, args.server);
+    config.factory = factory;
+    config.bootstrap = args.bootstrap.clone();
+    config.est_root = args.est_root.clone();
+    config.ocsp = if args.no_ocsp_check {
+        OcspCheck::Off
+    } else {
+        OcspCheck::On {
+            path: args.ocsp_path.clone(),
+        }
+    };
+    config.state_dir = args.state_dir.clone();
+    config.credential_files = steward_client::state::CredentialPaths {
+        certificate: args.cert.clone(),
+        key: args.key.clone(),
+        ca: args.ca.clone(),
+    };
+    config.reenrol = args.reenroll;
+    let mut device = managed::spawn(config).map_err(|e| match e {
+        ManagedError::Reenrol(e) => RunError::Uri(format!("--reenroll: {e}")),
+        e => RunError::Managed(e),
+    })?;
+    if device.state_loaded()
+        && let Some(dir) = &args.state_dir
+    {
+        println!("{endpoint}: state loaded from {}", dir.display());
+    }
+    if args.reenroll {
+        println!("{endpoint}: re-enrolling (EST /sren)");
+    }
+    println!(
+        "steward-client: 1 device, LwM2M {}, {}",
+        args.lwm2m,
+        match &args.bootstrap {
+            Some(uri) => format!("bootstrapping with {uri} if needed"),
+            None => format!("registering with {}", args.server),
+        }
+    );
+    let progress = Progress::default();
+    let mut stopping = false;
+    loop {
+        tokio::select! {
+            event = device.next_event() => match event {
+                Some(ManagedEvent::Device(event)) => report(&endpoint, &event, &progress, true),
+                Some(ManagedEvent::Link(event)) => println!("{endpoint}: {}", describe_link(&event)),
+                Some(ManagedEvent::NoTarget { error }) => println!("{endpoint}: {error}"),
+                Some(ManagedEvent::Driver { .. }) => {}
+                // The runner ended: after Ctrl-C, or with the reason it could not go on.
+                None => return device.join().await.map(drop).map_err(RunError::from),
+            },
+            _ = tokio::signal::ctrl_c(), if !stopping => {
+                println!("steward-client: deregistering");
+                device.stop();
+                stopping = true;
+            }
+        }
+    }
 }
 
 #[cfg(test)]

@@ -1,8 +1,7 @@
 //! Which server a device on real sockets must talk to now, and over what: the bootstrap
 //! server while it bootstraps (or when it has no account), else its LwM2M server account.
 //! A driver bound to one DTLS session compares [`wanted`] with the target it runs and
-//! restarts with the new one when [`Target::same_driver`] is false (see the binary's
-//! `managed.rs`).
+//! restarts with the new one when [`Target::same_driver`] is false (see [`crate::managed`]).
 //!
 //! While the device runs an EST session (enrolment, re-enrolment, server-certificate check,
 //! [`crate::est`]) it wants its bootstrap server, which is the EST server; `/sren` uses the

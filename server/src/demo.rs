@@ -8,6 +8,23 @@
 //! in queue mode (awake 2 s, asleep 3 s: short timings so the demo stays quick), `demo-4` 1.2,
 //! and any further devices cycling through the versions. Everything goes through
 //! [`Devices`], the same service the API and plugins use.
+//!
+//! One more device, `demo-est`, shows Security Mode 4 (issue 5): it leaves the factory with a
+//! certificate from a manufacturer CA ("Acme", allow-listed) and the Steward root as its trust
+//! anchor, bootstraps over DTLS with that certificate, enrols over EST-coaps for its
+//! operational certificate, has the bootstrap server's OCSP responder vouch for the LwM2M
+//! server's certificate, and registers over DTLS with the operational certificate
+//! (`steward_client::managed` switches its transport on real sockets). The Steward CA and the
+//! manufacturer's certificate are put into the data directory before the server starts (sled
+//! locks the directory while the server runs); a CA that is already there is kept, and
+//! `demo-est` certificates of an earlier run are revoked, as an operator does for a device
+//! that comes back with factory credentials.
+//!
+//! The steps ([`STEPS`]): register the fleet; read `/3/0` as TLV, SenML JSON, SenML CBOR and
+//! LwM2M CBOR and `/3/0/0` as text; write `/3/0/14` and read it back; execute Reboot;
+//! write-attributes and observe the battery level; push a firmware package, execute Update
+//! and check the result; a read queued while the queue-mode device sleeps; Security Mode 4
+//! enrolment of `demo-est`; deregister the fleet.
 
 use std::collections::{BTreeMap, HashSet};
 use std::fmt::Write as _;
@@ -16,23 +33,44 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use steward_client::{Client, DeviceConfig, QueueTiming};
+use std::sync::Arc;
+
+use openssl::ec::{EcGroup, EcKey};
+use openssl::hash::MessageDigest;
+use openssl::nid::Nid;
+use openssl::pkey::PKey;
+use openssl::x509::{X509, X509NameBuilder, X509NameRef, X509ReqBuilder};
+use steward_client::est::EstEvent;
+use steward_client::managed::{self, ManagedConfig, ManagedDevice, ManagedEvent};
+use steward_client::{
+    BootstrapEvent, Client, DeviceConfig, DeviceEvent as SimEvent, QueueTiming, Security,
+};
 use steward_coap::endpoint::Config as EndpointConfig;
 use steward_coap::stack::StackConfig;
+use steward_dtls::{ClientCertificate, ClientCredentials, ServerTrust};
 use steward_objects::link::{Attr, NotificationAttributes};
 use steward_objects::{ContentFormat, Node, Path, Resource, Value, Version};
+use steward_pki::ca::{Ca, CaNames, IssueParams, Serial};
+use steward_pki::csr::Csr;
+use steward_pki::profile::Profile;
+use steward_pki::records::{PkiStore, RevocationReason};
 use steward_transport::Handle;
+use steward_transport::dtls_client::LinkEvent;
 use steward_transport::udp::{self, UdpConfig};
 
+use crate::bootstrap::{BootstrapConfig, ServerConfig as BootstrapServerConfig, ServerSecurity};
 use crate::config::{Config, DEFAULT_COAP_PORT, DEFAULT_COAPS_PORT};
 use crate::devices::{DeviceEvent, DeviceEvents, Devices};
 use crate::dm::{DmConfig, DmError, DownlinkRequest, DownlinkResponse, WriteMode};
+use crate::pki::{CA_DIR, MANUFACTURERS_DIR, PkiService, PkiSettings};
+use crate::registry::PeerIdentity;
 use crate::runtime::{self, RuntimeError};
+use crate::store::{SledStore, Store};
 
 /// The fleet size when not told otherwise, and the least the steps need.
 pub const DEFAULT_DEVICES: usize = 5;
 /// Every step of the demo, in order (the summary lists each).
-pub const STEPS: [&str; 16] = [
+pub const STEPS: [&str; 17] = [
     "register",
     "read /3/0 as TLV",
     "read /3/0 as SenML JSON",
@@ -48,6 +86,7 @@ pub const STEPS: [&str; 16] = [
     "firmware execute /5/0/2 Update",
     "firmware result",
     "queue mode: read while asleep",
+    "Security Mode 4 (EST) enrolment",
     "deregister",
 ];
 
@@ -63,6 +102,12 @@ const QUEUE_TIMING: QueueTiming = QueueTiming {
 };
 /// The server's view of that awake window (a little shorter: when in doubt, queue).
 const SERVER_AWAKE_WINDOW: Duration = Duration::from_millis(1500);
+/// The Security Mode 4 device (factory certificate, EST, operational certificate).
+const EST_DEVICE: &str = "demo-est";
+/// The manufacturer's CA certificate in `DATA_DIR/ca/manufacturers/`.
+const MANUFACTURER_FILE: &str = "acme.pem";
+/// The CN of the manufacturer's CA that issues `demo-est`'s factory certificate.
+const MANUFACTURER_CA: &str = "Acme Factory CA";
 
 /// `steward demo` flags.
 #[derive(Debug, Clone, clap::Args)]
@@ -194,6 +239,9 @@ struct Demo<'a> {
     events: DeviceEvents,
     steps: Vec<StepOutcome>,
     latencies: BTreeMap<String, Vec<Duration>>,
+    /// Taken by the Security Mode 4 step (it holds the store and the CA open: gone before
+    /// the server stops).
+    mode4: Option<Mode4>,
 }
 
 /// Runs the demo; the lines go to `out`. Fails only when the demo cannot run at all.
@@ -232,7 +280,21 @@ pub async fn run(
         awake_window: SERVER_AWAKE_WINDOW,
         ..DmConfig::default()
     };
+    // Offline, before sled locks the directory; a failure fails the Security Mode 4 step only.
+    let factory = {
+        let dir = data_dir.clone();
+        tokio::task::spawn_blocking(move || prepare_factory(&dir))
+            .await
+            .unwrap_or_else(|e| Err(format!("preparing the CA failed: {e}")))
+    };
     let server = runtime::start_with(&config, dm).await?;
+    let mode4 = Mode4 {
+        factory,
+        pki: server.pki().cloned(),
+        store: server.store(),
+        coaps: server.coaps_addr(),
+        bs_coaps: server.bs_coaps_addr(),
+    };
     let coap = server.coap_addr();
     let devices = server.devices();
     writeln!(
@@ -248,8 +310,10 @@ pub async fn run(
         out,
         steps: Vec::new(),
         latencies: BTreeMap::new(),
+        mode4: Some(mode4),
     };
     let result = demo.steps(coap, options.devices).await;
+    demo.mode4 = None;
     let stopped = server.shutdown().await;
     if temporary {
         let _ = std::fs::remove_dir_all(&data_dir);
@@ -286,10 +350,179 @@ fn ports(options: &DemoOptions, out: &mut (dyn Write + Send)) -> Result<(u16, u1
 }
 
 fn fresh_temp_dir() -> PathBuf {
+    fresh_temp_path("demo")
+}
+
+/// `$TMPDIR/steward-<what>-<pid>-<nanos>`, not created.
+fn fresh_temp_path(what: &str) -> PathBuf {
     let nanos = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_nanos());
-    std::env::temp_dir().join(format!("steward-demo-{}-{nanos}", std::process::id()))
+    std::env::temp_dir().join(format!("steward-{what}-{}-{nanos}", std::process::id()))
+}
+
+fn unix_secs() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// What the Security Mode 4 step needs from the offline preparation and the running server.
+struct Mode4 {
+    factory: Result<Factory, String>,
+    pki: Option<PkiService>,
+    store: Arc<dyn Store>,
+    coaps: SocketAddr,
+    bs_coaps: Option<SocketAddr>,
+}
+
+/// `demo-est` as it leaves the factory.
+struct Factory {
+    /// Its factory certificate chain and key, and the Steward root as its trust anchor.
+    credentials: ClientCredentials,
+    /// `demo-est` certificates of an earlier run (a kept data directory) revoked now.
+    revoked: usize,
+}
+
+/// The manufacturer's CA: names for the demo's story.
+fn manufacturer_names() -> CaNames {
+    CaNames {
+        organization: Some("Acme Devices".into()),
+        root_cn: "Acme Root CA".into(),
+        issuing_cn: MANUFACTURER_CA.into(),
+        ..CaNames::default()
+    }
+}
+
+/// Prepares `data_dir` for `demo-est` while no server holds it (sled locks it): the Steward
+/// CA (created if missing), the manufacturer's CA certificate in `ca/manufacturers/`, the
+/// device on the allow-list. Returns the device's factory credentials. The manufacturer's CA
+/// is made in a temporary directory beside the data directory and removed at once: its key
+/// signs only this factory certificate.
+fn prepare_factory(data_dir: &std::path::Path) -> Result<Factory, String> {
+    let now = unix_secs();
+    let manufacturer_dir = fresh_temp_path("demo-acme-ca");
+    let manufacturer = Ca::init(&manufacturer_dir, &manufacturer_names(), now);
+    let _ = std::fs::remove_dir_all(&manufacturer_dir);
+    let manufacturer = manufacturer.map_err(|e| format!("manufacturer CA: {e}"))?;
+    let (chain_pem, key_pem) =
+        factory_certificate(&manufacturer, now).map_err(|e| format!("factory certificate: {e}"))?;
+
+    let trusted = data_dir.join(CA_DIR).join(MANUFACTURERS_DIR);
+    let pem = manufacturer
+        .issuing_cert()
+        .to_pem()
+        .map_err(|e| format!("manufacturer CA certificate: {e}"))?;
+    std::fs::create_dir_all(&trusted)
+        .and_then(|()| std::fs::write(trusted.join(MANUFACTURER_FILE), pem))
+        .map_err(|e| format!("{}: {e}", trusted.display()))?;
+    let store = Arc::new(SledStore::open(data_dir).map_err(|e| format!("store: {e}"))?);
+    store
+        .allow_list_put(EST_DEVICE)
+        .map_err(|e| format!("allow-list: {e}"))?;
+    let pki = PkiService::init_if_missing(data_dir, store, PkiSettings::default())
+        .map_err(|e| format!("Steward CA: {e}"))?;
+    // The factory credentials of a device that holds a valid operational certificate are
+    // refused (used once); a device coming back with them gets its old certificate revoked.
+    let revoked = pki
+        .revoke_endpoint(EST_DEVICE, RevocationReason::Superseded, SystemTime::now())
+        .map_err(|e| format!("revoking earlier {EST_DEVICE} certificates: {e}"))?;
+    let certificate = ClientCertificate::from_pem(&chain_pem, &key_pem)
+        .map_err(|e| format!("factory credentials: {e}"))?;
+    Ok(Factory {
+        credentials: ClientCredentials::Certificate {
+            certificate,
+            // Out of the factory the device trusts the Steward root (implicit trust anchor).
+            server: ServerTrust::new(vec![pki.root_der()]),
+        },
+        revoked,
+    })
+}
+
+/// A P-256 key and a certificate for it (CN = `demo-est`) from the manufacturer's CA: the
+/// chain (leaf, manufacturer CA) and the PKCS#8 key, PEM.
+fn factory_certificate(
+    manufacturer: &Ca,
+    now: u64,
+) -> Result<(String, String), Box<dyn std::error::Error>> {
+    let group = EcGroup::from_curve_name(Nid::X9_62_PRIME256V1)?;
+    let key = PKey::from_ec_key(EcKey::generate(&group)?)?;
+    let mut name = X509NameBuilder::new()?;
+    name.append_entry_by_nid(Nid::COMMONNAME, EST_DEVICE)?;
+    let mut request = X509ReqBuilder::new()?;
+    request.set_subject_name(&name.build())?;
+    request.set_pubkey(&key)?;
+    request.sign(&key, MessageDigest::sha256())?;
+    let csr = Csr::from_der(&request.build().to_der()?, Default::default())?;
+    // Valid from a minute ago: the clocks of factory and server need not agree to the second.
+    let params = IssueParams::new(Serial::random()?, now.saturating_sub(60));
+    let issued = manufacturer.issue(&csr, &Profile::device(), params)?;
+    let mut chain = X509::from_der(&issued.der)?.to_pem()?;
+    chain.extend(manufacturer.issuing_cert().to_pem()?);
+    Ok((
+        String::from_utf8(chain)?,
+        String::from_utf8(key.private_key_to_pem_pkcs8()?)?,
+    ))
+}
+
+/// What `demo-est` reported on its way to registration.
+#[derive(Default)]
+struct Enrolment {
+    bootstrapped: bool,
+    enrolled: bool,
+    ocsp_good: bool,
+    /// The last thing that went wrong, for the failure message.
+    problem: Option<String>,
+}
+
+impl Enrolment {
+    fn see(&mut self, event: ManagedEvent) {
+        match event {
+            ManagedEvent::Device(SimEvent::Bootstrap(BootstrapEvent::Finished)) => {
+                self.bootstrapped = true;
+            }
+            ManagedEvent::Device(SimEvent::Bootstrap(BootstrapEvent::Failed {
+                reason, ..
+            })) => {
+                self.problem = Some(format!("bootstrap failed: {reason}"));
+            }
+            ManagedEvent::Device(SimEvent::Est(EstEvent::Enrolled { .. })) => {
+                self.enrolled = true;
+            }
+            ManagedEvent::Device(SimEvent::Est(EstEvent::ServerCertificateAccepted)) => {
+                self.ocsp_good = true;
+            }
+            ManagedEvent::Device(SimEvent::Est(EstEvent::Failed { reason, .. })) => {
+                self.problem = Some(format!("EST: {reason}"));
+            }
+            ManagedEvent::Device(SimEvent::ServerCertificateRejected { reason, .. }) => {
+                self.problem = Some(format!("server certificate rejected: {reason}"));
+            }
+            ManagedEvent::Link(LinkEvent::HandshakeFailed { error, .. }) => {
+                self.problem = Some(format!("DTLS handshake failed: {error}"));
+            }
+            ManagedEvent::NoTarget { error } => self.problem = Some(error),
+            _ => {}
+        }
+    }
+}
+
+/// What the checks after `demo-est`'s registration found.
+struct Checked {
+    serial: String,
+    issuer: String,
+    profile: String,
+    /// `/3/0/0` read over DTLS.
+    read: String,
+}
+
+/// How waiting for `demo-est`'s registration ended.
+enum Waited {
+    Registered,
+    /// The runner stopped by itself: the device can reach no server.
+    RunnerEnded,
+    ServerGone,
+    TimedOut,
 }
 
 fn fleet_config(index: usize, server: SocketAddr) -> DeviceConfig {
@@ -302,9 +535,7 @@ fn fleet_config(index: usize, server: SocketAddr) -> DeviceConfig {
     let mut config = DeviceConfig::new(format!("demo-{index}"), version);
     config.server_uri = format!("coap://{server}");
     config.lifetime = 300;
-    config.clock = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(0));
+    config.clock = i64::try_from(unix_secs()).unwrap_or(0);
     if index == 3 {
         config.queue_mode = true;
         config.queue = QUEUE_TIMING;
@@ -408,6 +639,7 @@ impl Demo<'_> {
         self.observe(&label(4)).await?;
         self.firmware(&label(2)).await?;
         self.queue_mode(&label(3)).await?;
+        self.security_mode_4().await?;
         self.deregister(&fleet).await?;
         Ok(())
     }
@@ -703,6 +935,228 @@ impl Demo<'_> {
         self.record(STEPS[14], t, result)
     }
 
+    /// Security Mode 4: `demo-est` goes factory certificate → bootstrap → EST → registered
+    /// with its operational certificate over real sockets, then stops (De-register).
+    async fn security_mode_4(&mut self) -> Result<(), DemoError> {
+        let t = Instant::now();
+        let result = match self.mode4.take() {
+            Some(mode4) => self.enrol(mode4, t).await,
+            None => Err("not prepared".to_owned()),
+        };
+        self.record(STEPS[15], t, result)
+    }
+
+    async fn enrol(&mut self, mode4: Mode4, t: Instant) -> Result<String, String> {
+        let Mode4 {
+            factory,
+            pki,
+            store,
+            coaps,
+            bs_coaps,
+        } = mode4;
+        let factory = factory?;
+        let pki = pki.ok_or_else(|| "the server runs without a CA".to_owned())?;
+        let bs = bs_coaps.ok_or_else(|| "no bootstrap server on DTLS".to_owned())?;
+        let (_, _, server_certificate) = pki
+            .server_certificate(runtime::SERVER_CN)
+            .map_err(|e| format!("server certificate: {e}"))?;
+        // One LwM2M server account in Security Mode 4 (certificate mode with EST): this
+        // server, its certificate in /0/x/4.
+        let mut config = BootstrapConfig::default();
+        config.security.insert(
+            1,
+            ServerSecurity::est(&format!("coaps://{coaps}"), 1, &server_certificate),
+        );
+        config.servers.insert(0, BootstrapServerConfig::new(1));
+        store
+            .put_bootstrap_config(EST_DEVICE, &config)
+            .map_err(|e| format!("bootstrap configuration: {e}"))?;
+        drop(store);
+
+        let mut device = DeviceConfig::new(EST_DEVICE, Version::V1_1);
+        device.server_uri = format!("coaps://{coaps}");
+        device.clock = i64::try_from(unix_secs()).unwrap_or(0);
+        let mut managed = ManagedConfig::new(device, coaps);
+        managed.factory = Some(factory.credentials);
+        managed.bootstrap = Some(format!("coaps://{bs}"));
+        let mut device = managed::spawn(managed).map_err(|e| e.to_string())?;
+
+        let mut seen = Enrolment::default();
+        let deadline = tokio::time::Instant::now() + EVENT_WAIT;
+        let waited = loop {
+            tokio::select! {
+                event = self.events.next() => match event {
+                    Some(DeviceEvent::Registered { endpoint, .. }) if endpoint == EST_DEVICE => {
+                        break Waited::Registered;
+                    }
+                    Some(_) => {}
+                    None => break Waited::ServerGone,
+                },
+                event = device.next_event() => match event {
+                    Some(event) => seen.see(event),
+                    None => break Waited::RunnerEnded,
+                },
+                () = tokio::time::sleep_until(deadline) => break Waited::TimedOut,
+            }
+        };
+        // What the device reported before the server saw it register (the OCSP answer).
+        while let Some(event) = device.try_next_event() {
+            seen.see(event);
+        }
+        let registered_after = t.elapsed();
+        let explain = |why: String, problem: Option<String>| match problem {
+            Some(problem) => format!("{why} ({problem})"),
+            None => why,
+        };
+        let why = match waited {
+            Waited::Registered => None,
+            Waited::RunnerEnded => {
+                let why = match device.join().await {
+                    Err(e) => e.to_string(),
+                    Ok(_) => "the device stopped".to_owned(),
+                };
+                return Err(explain(why, seen.problem));
+            }
+            Waited::ServerGone => Some("the server stopped".to_owned()),
+            Waited::TimedOut => Some(format!("not registered within {}", ms(EVENT_WAIT))),
+        };
+        if let Some(why) = why {
+            // Dropping it stops the device without De-register: it never registered.
+            drop(device);
+            return Err(explain(why, seen.problem));
+        }
+        self.latency("Mode 4 enrolment", registered_after);
+
+        let checked = self.check_enrolment(&device, &pki, &seen).await;
+        // Stopped either way: De-register, then the socket closes.
+        let stopped = device.shutdown().await;
+        let checked = checked?;
+        stopped.map_err(|e| format!("registered, but stopping failed: {e}"))?;
+        let deregistered = self
+            .wait_event(
+                |e| matches!(e, DeviceEvent::Deregistered { endpoint } if endpoint == EST_DEVICE),
+            )
+            .await;
+        if deregistered.is_none() {
+            return Err("registered, but the De-register never reached the server".into());
+        }
+        let mut factory_line = format!(
+            "factory: certificate CN={EST_DEVICE} from \"{MANUFACTURER_CA}\" (allow-listed), \
+             trusts the Steward root"
+        );
+        if factory.revoked > 0 {
+            let _ = write!(
+                factory_line,
+                "; {} certificate(s) of an earlier run revoked",
+                factory.revoked
+            );
+        }
+        let lines = [
+            format!(
+                "{EST_DEVICE} (LwM2M 1.1): factory certificate → bootstrap → EST → registered \
+                 with its operational certificate in {}",
+                ms(registered_after)
+            ),
+            factory_line,
+            format!(
+                "bootstrap over DTLS with coaps://{bs} (factory certificate): one Security Mode \
+                 4 account, coaps://{coaps}"
+            ),
+            format!(
+                "EST enrolment: operational certificate serial {}, issuer \"{}\" (profile {})",
+                checked.serial, checked.issuer, checked.profile
+            ),
+            "OCSP check of the LwM2M server's certificate (bootstrap server's responder): good"
+                .into(),
+            format!(
+                "registered over DTLS with the operational certificate (server sees X.509 \
+                 CN={EST_DEVICE}); read /3/0/0 over DTLS: {}",
+                checked.read
+            ),
+            "stopped: deregistered, socket closed".into(),
+        ];
+        Ok(lines.join("\n      "))
+    }
+
+    /// After `demo-est` registered: the server saw its operational certificate, the CA issued
+    /// it, the device holds it, OCSP vouched for the server; then a read over DTLS.
+    async fn check_enrolment(
+        &mut self,
+        device: &ManagedDevice,
+        pki: &PkiService,
+        seen: &Enrolment,
+    ) -> Result<Checked, String> {
+        let identity = self.devices.registration(EST_DEVICE).map(|r| r.identity);
+        let expected = PeerIdentity::X509 {
+            common_name: EST_DEVICE.into(),
+        };
+        if identity.as_ref() != Some(&expected) {
+            return Err(format!("registered as {identity:?}, not {expected:?}"));
+        }
+        if !(seen.bootstrapped && seen.enrolled && seen.ocsp_good) {
+            return Err(format!(
+                "registered, but bootstrapped: {}, enrolled: {}, OCSP good: {}",
+                seen.bootstrapped, seen.enrolled, seen.ocsp_good
+            ));
+        }
+        // The certificate in the device's LwM2M server account (/0/x/3), which its DTLS
+        // session with this server presents.
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let asked = device.command(move |client, _| {
+            let certificate = match client.device.device().server_account() {
+                Some(account) => match account.security {
+                    Security::Certificate { certificate, .. } => Some(certificate),
+                    _ => None,
+                },
+                None => None,
+            };
+            let _ = tx.send(certificate);
+        });
+        let held = if asked {
+            tokio::time::timeout(REQUEST_TIMEOUT, rx)
+                .await
+                .ok()
+                .and_then(Result::ok)
+                .flatten()
+        } else {
+            None
+        };
+        let held = held.ok_or_else(|| "the device holds no certificate-mode account".to_owned())?;
+        let issued = pki
+            .issued_for_endpoint(EST_DEVICE)
+            .map_err(|e| format!("issued certificates: {e}"))?;
+        let record = issued
+            .iter()
+            .find(|r| r.der == held)
+            .ok_or_else(|| "the device's certificate is not one the CA issued".to_owned())?;
+        if record.is_revoked() {
+            return Err(format!(
+                "operational certificate {} is revoked",
+                record.serial
+            ));
+        }
+        let issuer = X509::from_der(&record.der)
+            .ok()
+            .and_then(|c| common_name(c.issuer_name()))
+            .unwrap_or_else(|| "?".into());
+        let read = match self
+            .op(EST_DEVICE, read(Path::Resource(3, 0, 0), None))
+            .await
+        {
+            Ok(DownlinkResponse::Read {
+                node: Some(node), ..
+            }) => describe(&node),
+            Ok(other) => return Err(format!("read /3/0/0: unexpected answer {other:?}")),
+            Err(e) => return Err(format!("read /3/0/0 over DTLS: {e}")),
+        };
+        Ok(Checked {
+            serial: record.serial.to_string(),
+            issuer,
+            profile: record.profile.clone(),
+            read,
+        })
+    }
+
     async fn deregister(&mut self, fleet: &[SimDevice]) -> Result<(), DemoError> {
         let t = Instant::now();
         for d in fleet {
@@ -730,7 +1184,7 @@ impl Demo<'_> {
         for d in fleet {
             d.handle.shutdown();
         }
-        self.record(STEPS[15], t, result)
+        self.record(STEPS[16], t, result)
     }
 
     /// One request through the service, its latency recorded under its operation.
@@ -846,6 +1300,12 @@ fn write_summary(out: &mut (dyn Write + Send), s: &DemoSummary) -> Result<(), De
     )?;
     out.flush()?;
     Ok(())
+}
+
+/// The first CN of a name.
+fn common_name(name: &X509NameRef) -> Option<String> {
+    let entry = name.entries_by_nid(Nid::COMMONNAME).next()?;
+    entry.data().to_string().ok()
 }
 
 fn read(path: Path, format: Option<ContentFormat>) -> DownlinkRequest {

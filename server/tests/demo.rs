@@ -1,4 +1,5 @@
-//! `steward demo` in-process on free ports: every step passes and the summary lists each one.
+//! `steward demo` in-process on free ports: every step passes and the summary lists each one,
+//! including the Security Mode 4 device's way from factory certificate to registration.
 
 use steward::demo::{self, DemoOptions, STEPS};
 
@@ -50,5 +51,20 @@ async fn the_demo_passes_every_step() {
         );
     }
     assert!(text.contains("delayed until wake-up"), "{text}");
+    // Security Mode 4 (issue 5): factory certificate → bootstrap → EST → OCSP → registered with
+    // the operational certificate, then stopped cleanly.
+    for line in [
+        "demo-est (LwM2M 1.1): factory certificate → bootstrap → EST → registered",
+        "EST enrolment: operational certificate serial",
+        "OCSP check of the LwM2M server's certificate (bootstrap server's responder): good",
+        "registered over DTLS with the operational certificate (server sees X.509 CN=demo-est)",
+        "stopped: deregistered",
+    ] {
+        assert!(text.contains(line), "{line:?} missing:\n{text}");
+    }
+    assert!(
+        summary.percentile("Mode 4 enrolment", 50).is_some(),
+        "no Mode 4 enrolment latency"
+    );
     assert!(tail.contains("demo passed"), "{text}");
 }
