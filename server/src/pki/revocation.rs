@@ -146,11 +146,8 @@ pub(super) fn crl_der(pki: &PkiService, now: SystemTime) -> Result<Vec<u8>, PkiE
 }
 
 /// The CRL/OCSP reason; `unspecified` is left out, as RFC 5280 §5.3.1 asks.
-fn crl_reason(reason: RevocationReason) -> Option<rev::RevocationReason> {
-    match reason {
-        RevocationReason::Unspecified => None,
-        other => rev::RevocationReason::from_code(u32::from(other.code())),
-    }
+fn crl_reason(reason: RevocationReason) -> Option<RevocationReason> {
+    (reason != RevocationReason::Unspecified).then_some(reason)
 }
 
 fn crl_cache(pki: &PkiService) -> MutexGuard<'_, CrlCache> {

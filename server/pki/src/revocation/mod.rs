@@ -25,55 +25,11 @@ use std::time::SystemTime;
 use openssl::error::ErrorStack;
 use openssl::x509::X509Ref;
 
-/// Revocation reason (RFC 5280 §5.3.1 `CRLReason`; value 7 is unused by the RFC).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum RevocationReason {
-    /// 0
-    Unspecified,
-    /// 1
-    KeyCompromise,
-    /// 2
-    CaCompromise,
-    /// 3
-    AffiliationChanged,
-    /// 4
-    Superseded,
-    /// 5
-    CessationOfOperation,
-    /// 6
-    CertificateHold,
-    /// 8
-    RemoveFromCrl,
-    /// 9
-    PrivilegeWithdrawn,
-    /// 10
-    AaCompromise,
-}
+/// The reason of a revocation: one type for the records, CRLs and OCSP.
+pub use crate::records::RevocationReason;
 
+/// The x509-cert forms of [`RevocationReason`], for CRL entries and OCSP responses.
 impl RevocationReason {
-    /// The RFC 5280 code.
-    pub fn code(self) -> u32 {
-        // x509-cert's enum is `#[repr(u32)]` with the RFC values as discriminants.
-        self.to_x509() as u32
-    }
-
-    /// The reason for an RFC 5280 code, `None` for 7 and values beyond 10.
-    pub fn from_code(code: u32) -> Option<Self> {
-        Some(match code {
-            0 => Self::Unspecified,
-            1 => Self::KeyCompromise,
-            2 => Self::CaCompromise,
-            3 => Self::AffiliationChanged,
-            4 => Self::Superseded,
-            5 => Self::CessationOfOperation,
-            6 => Self::CertificateHold,
-            8 => Self::RemoveFromCrl,
-            9 => Self::PrivilegeWithdrawn,
-            10 => Self::AaCompromise,
-            _ => return None,
-        })
-    }
-
     pub(crate) fn to_x509(self) -> x509_cert::ext::pkix::CrlReason {
         use x509_cert::ext::pkix::CrlReason as R;
         match self {
@@ -162,12 +118,11 @@ mod tests {
     use super::*;
 
     #[test]
-    fn reason_codes_round_trip() {
-        for code in 0..=11 {
-            match RevocationReason::from_code(code) {
-                Some(reason) => assert_eq!(reason.code(), code),
-                None => assert!(code == 7 || code > 10),
-            }
+    fn reason_codes_match_x509_cert() {
+        for reason in RevocationReason::ALL {
+            // x509-cert's enum has the RFC 5280 codes as discriminants.
+            assert_eq!(reason.to_x509() as u32, u32::from(reason.code()));
+            assert_eq!(RevocationReason::from_x509(reason.to_x509()), reason);
         }
     }
 
