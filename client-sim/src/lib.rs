@@ -38,6 +38,7 @@ pub mod managed;
 pub mod observe;
 pub mod queue;
 pub mod registration;
+mod retry;
 pub mod send;
 pub mod sensors;
 mod sim_device;

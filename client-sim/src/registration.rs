@@ -457,12 +457,8 @@ impl Registration {
 
     fn register_failed(&mut self, now: Instant, code: Option<Code>) {
         self.failures = self.failures.saturating_add(1);
-        let factor = 1u32 << self.failures.saturating_sub(1).min(16);
-        let retry_in = self
-            .config
-            .retry_base
-            .saturating_mul(factor)
-            .min(self.config.retry_max);
+        let retry_in =
+            crate::retry::backoff(self.failures, self.config.retry_base, self.config.retry_max);
         self.update_at = None;
         if self.deregister_wanted {
             // Nobody wants this registration any more: stop instead of retrying.

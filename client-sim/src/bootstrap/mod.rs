@@ -309,12 +309,8 @@ impl Bootstrap {
 
     fn fail(&mut self, now: Instant, reason: BootstrapFailure) {
         self.failures = self.failures.saturating_add(1);
-        let factor = 1u32 << self.failures.saturating_sub(1).min(16);
-        let retry_in = self
-            .config
-            .retry_base
-            .saturating_mul(factor)
-            .min(self.config.retry_max);
+        let retry_in =
+            crate::retry::backoff(self.failures, self.config.retry_base, self.config.retry_max);
         self.in_flight = false;
         self.queued = false;
         self.state = State::Backoff {

@@ -524,12 +524,8 @@ impl EstSession {
     /// Backs off exponentially from `now`.
     fn fail_at(&mut self, now: Instant, step: EstStep, reason: EstFailure) {
         self.failures = self.failures.saturating_add(1);
-        let factor = 1u32 << self.failures.saturating_sub(1).min(16);
-        let retry_in = self
-            .config
-            .retry_base
-            .saturating_mul(factor)
-            .min(self.config.retry_max);
+        let retry_in =
+            crate::retry::backoff(self.failures, self.config.retry_base, self.config.retry_max);
         // A rejected /sen or /sren CSR is not resent as is: a 4.xx answer judged it, so the
         // next attempt makes a new key (5.03 keeps it, RFC 9148 §4.7).
         if matches!(step, EstStep::Enrol | EstStep::Reenrol)
