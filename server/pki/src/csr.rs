@@ -151,7 +151,7 @@ impl Csr {
         let key_kind = key_kind(&public_key)?;
         // An error from verify (e.g. an ECDSA signature that is not a valid DER SEQUENCE) means
         // the same as `false`: possession is not proven.
-        if !req.verify(&public_key).unwrap_or(false) {
+        if !crate::ossl::verified(req.verify(&public_key)) {
             return Err(CsrError::BadSignature);
         }
         Ok(Csr {

@@ -7,6 +7,7 @@ pub mod ca;
 pub mod csr;
 pub mod est;
 pub mod multipart;
+pub mod ossl;
 pub mod pkcs7;
 pub mod policy;
 pub mod profile;

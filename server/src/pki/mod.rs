@@ -350,11 +350,7 @@ impl PkiService {
             (Ok(a), Ok(b)) => a == b,
             _ => false,
         };
-        same_name
-            && issuing
-                .public_key()
-                .and_then(|k| cert.verify(&k))
-                .unwrap_or(false)
+        same_name && steward_pki::ossl::verified(issuing.public_key().and_then(|k| cert.verify(&k)))
     }
 }
 

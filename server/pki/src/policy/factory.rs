@@ -180,6 +180,11 @@ impl FactoryPolicy {
                     Ok((ok, err.as_raw(), c.error_depth(), err.error_string()))
                 })
                 .map_err(internal)?;
+            if !ok {
+                // The verdict is in `code`; what OpenSSL queued must not leak into a later
+                // error on this thread (see `crate::ossl`).
+                let _ = crate::ossl::verified(Ok(false));
+            }
             if ok {
                 return Ok(manufacturer);
             }
