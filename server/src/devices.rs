@@ -969,6 +969,15 @@ impl Devices {
         self.hub.lock_state().dm.is_awake(Instant::now(), endpoint)
     }
 
+    /// Every current registration, in no particular order.
+    pub fn registrations(&self) -> Vec<Registration> {
+        lock_any(&self.hub.lwm2m)
+            .registrations()
+            .iter()
+            .map(|c| c.registration.clone())
+            .collect()
+    }
+
     /// The endpoint's current registration.
     pub fn registration(&self, endpoint: &str) -> Option<Registration> {
         lock_any(&self.hub.lwm2m)

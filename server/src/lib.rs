@@ -15,6 +15,7 @@
 //! - [`devices`]: [`devices::Devices`], the running server's device-management handle.
 //! - [`demo`]: `steward demo`, a server and simulated devices driven through every operation.
 
+pub mod api;
 pub mod bootstrap;
 pub mod config;
 pub mod demo;

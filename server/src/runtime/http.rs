@@ -1,6 +1,5 @@
 //! The HTTP listener: the revocation service for whoever cannot speak CoAP (RFC 6960 App. A
-//! OCSP over HTTP, the CRL, the root certificate). The management API (Leshan-compatible REST)
-//! joins it on the same port.
+//! OCSP over HTTP, the CRL, the root certificate) and the management API ([`crate::api`]).
 
 use std::net::SocketAddr;
 use std::time::SystemTime;
@@ -15,6 +14,7 @@ use base64::Engine;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
+use crate::api::ApiState;
 use crate::pki::PkiService;
 
 /// OCSP requests are small (one CertID and a nonce); anything much larger is not one.
@@ -33,10 +33,7 @@ impl HttpServer {
     }
 }
 
-pub(super) async fn start(
-    addr: SocketAddr,
-    pki: Option<PkiService>,
-) -> std::io::Result<HttpServer> {
+pub(super) async fn start(addr: SocketAddr, api: ApiState) -> std::io::Result<HttpServer> {
     let listener = tokio::net::TcpListener::bind(addr).await?;
     let local = listener.local_addr()?;
     let app = Router::new()
@@ -46,7 +43,8 @@ pub(super) async fn start(
         .route("/ocsp/{*request}", get(ocsp_get))
         .route("/crl", get(crl))
         .route("/ca", get(ca))
-        .with_state(pki);
+        .with_state(api.pki.clone())
+        .merge(crate::api::router(api));
     let (stop, stopped) = oneshot::channel::<()>();
     let task = tokio::spawn(async move {
         let served = axum::serve(listener, app)

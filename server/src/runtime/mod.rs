@@ -358,7 +358,18 @@ pub async fn start_with(config: &Config, dm: DmConfig) -> Result<RunningServer, 
         pki_certificate,
         stopped.clone(),
     )?;
-    let http = http::start(config.http_addr(), pki.clone())
+    let api = crate::api::ApiState {
+        devices: Devices::new(Arc::clone(&hub)),
+        store: Arc::clone(&store) as Arc<dyn Store>,
+        pki: pki.clone(),
+        endpoints: crate::api::ServerEndpoints {
+            coap,
+            coaps,
+            bs_coap: bootstrap.coap,
+            bs_coaps: bootstrap.coaps,
+        },
+    };
+    let http = http::start(config.http_addr(), api)
         .await
         .map_err(|source| RuntimeError::BindHttp {
             addr: config.http_addr(),
