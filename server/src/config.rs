@@ -15,6 +15,7 @@
 //! | Bootstrap CoAP port | `[bootstrap] coap_port` | `STEWARD_BS_COAP_PORT` | `--bs-coap-port` | 5783 |
 //! | Bootstrap + EST CoAPs port | `[bootstrap] coaps_port` | `STEWARD_BS_COAPS_PORT` | `--bs-coaps-port` | 5784 |
 //! | HTTP port (OCSP, CRL) | `[http] port` | `STEWARD_HTTP_PORT` | `--http-port` | 8080 |
+//! | HTTP API bearer token | `[http] token` | `STEWARD_HTTP_TOKEN` | `--http-token` | none |
 //! | accept NoSec registrations | `[lwm2m] allow_unsecured` | `STEWARD_ALLOW_UNSECURED` | `--allow-unsecured[=BOOL]` | false |
 //! | lifetime when `lt` is absent (s) | `[lwm2m] default_lifetime` | `STEWARD_DEFAULT_LIFETIME` | `--default-lifetime` | 86400 |
 //! | grace before expiry (s) | `[lwm2m] expiry_grace` | `STEWARD_EXPIRY_GRACE` | `--expiry-grace` | 93 |
@@ -42,6 +43,14 @@
 //! certificate and key go together; without them a self-signed certificate is generated into
 //! the data directory on first start (see `tls`). A server certificate without device CAs is
 //! refused as a configuration error: nothing could use it.
+//!
+//! The HTTP API trusts loopback: bound to `127.0.0.1` or `::1` it needs no token. Bound to any
+//! other address it requires `Authorization: Bearer <token>` on every request, and the server
+//! refuses to start without a token configured (issue: "bound to loopback by default; when bound
+//! to any other address it requires a bearer token"). A configured token is required on
+//! loopback too. The token is printable ASCII without spaces (RFC 6750 `b64token` and more)
+//! and never appears in `Debug` or `Display` output ([`HttpToken`]); prefer the environment or
+//! the file to the flag, which other local users can read in the process list.
 //!
 //! Port 0 asks the system for a free port (tests). `allow_unsecured` is off by default:
 //! Transport §5.3 allows NoSec only with lower-layer security, which the server cannot see;
@@ -75,6 +84,8 @@ pub struct Config {
     pub bs_coaps_port: u16,
     /// HTTP: the OCSP responder and the CRL.
     pub http_port: u16,
+    /// The bearer token of the HTTP API (required when `bind` is not loopback).
+    pub http_token: Option<HttpToken>,
     pub data_dir: PathBuf,
     pub allow_unsecured: bool,
     pub default_lifetime: u32,
@@ -140,6 +151,7 @@ impl Default for Config {
             bs_coap_port: DEFAULT_BS_COAP_PORT,
             bs_coaps_port: DEFAULT_BS_COAPS_PORT,
             http_port: DEFAULT_HTTP_PORT,
+            http_token: None,
             data_dir: PathBuf::from(DEFAULT_DATA_DIR),
             allow_unsecured: false,
             default_lifetime: crate::lwm2m::server::DEFAULT_LIFETIME,
@@ -148,6 +160,49 @@ impl Default for Config {
             dtls_certificate: None,
             pki: PkiConfig::default(),
         }
+    }
+}
+
+/// The HTTP API's bearer token. Its `Debug` and `Display` never show the value (configs and
+/// flags are logged); [`HttpToken::expose`] is for the one place that compares it.
+#[derive(Clone, PartialEq, Eq, Deserialize)]
+#[serde(transparent)]
+pub struct HttpToken(String);
+
+impl HttpToken {
+    pub fn new(token: impl Into<String>) -> HttpToken {
+        HttpToken(token.into())
+    }
+
+    /// The secret itself.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    /// Usable in `Authorization: Bearer <token>`: non-empty visible ASCII, no spaces.
+    fn is_well_formed(&self) -> bool {
+        !self.0.is_empty() && self.0.bytes().all(|b| b.is_ascii_graphic())
+    }
+}
+
+impl fmt::Debug for HttpToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("HttpToken(<redacted>)")
+    }
+}
+
+impl fmt::Display for HttpToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+/// For clap (`--http-token`); the form is checked with the other layers in `validate`.
+impl std::str::FromStr for HttpToken {
+    type Err = std::convert::Infallible;
+
+    fn from_str(s: &str) -> Result<HttpToken, Self::Err> {
+        Ok(HttpToken(s.to_owned()))
     }
 }
 
@@ -160,6 +215,7 @@ pub struct Settings {
     pub bs_coap_port: Option<u16>,
     pub bs_coaps_port: Option<u16>,
     pub http_port: Option<u16>,
+    pub http_token: Option<HttpToken>,
     pub data_dir: Option<PathBuf>,
     pub allow_unsecured: Option<bool>,
     pub default_lifetime: Option<u32>,
@@ -195,6 +251,10 @@ pub struct ServeArgs {
     /// HTTP port of the OCSP responder and the CRL; 0 picks a free one [default: 8080].
     #[arg(long, value_name = "PORT")]
     pub http_port: Option<u16>,
+    /// Bearer token required by the HTTP API; mandatory when --bind is not loopback
+    /// [default: none]. Prefer STEWARD_HTTP_TOKEN: flags show in the process list.
+    #[arg(long, value_name = "TOKEN")]
+    pub http_token: Option<HttpToken>,
     /// Data directory (the sled database) [default: ./steward-data].
     #[arg(long, value_name = "DIR")]
     pub data_dir: Option<PathBuf>,
@@ -228,6 +288,7 @@ impl ServeArgs {
             bs_coap_port: self.bs_coap_port,
             bs_coaps_port: self.bs_coaps_port,
             http_port: self.http_port,
+            http_token: self.http_token.clone(),
             data_dir: self.data_dir.clone(),
             allow_unsecured: self.allow_unsecured,
             default_lifetime: self.default_lifetime,
@@ -286,6 +347,7 @@ struct FilePorts {
 #[serde(deny_unknown_fields)]
 struct FileHttp {
     port: Option<u16>,
+    token: Option<HttpToken>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -316,13 +378,15 @@ impl Settings {
         let lwm2m = file.lwm2m.unwrap_or_default();
         let dtls = file.dtls.unwrap_or_default();
         let bootstrap = file.bootstrap.unwrap_or_default();
+        let http = file.http.unwrap_or_default();
         Ok(Settings {
             bind: file.bind,
             coap_port: lwm2m.coap_port,
             coaps_port: lwm2m.coaps_port,
             bs_coap_port: bootstrap.coap_port,
             bs_coaps_port: bootstrap.coaps_port,
-            http_port: file.http.and_then(|h| h.port),
+            http_port: http.port,
+            http_token: http.token,
             data_dir: file.data_dir,
             allow_unsecured: lwm2m.allow_unsecured,
             default_lifetime: lwm2m.default_lifetime,
@@ -366,6 +430,8 @@ impl Settings {
                     s.bs_coaps_port = Some(parse_env(&var, v, "a port (0-65535)")?);
                 }
                 "HTTP_PORT" => s.http_port = Some(parse_env(&var, v, "a port (0-65535)")?),
+                // Checked in `validate` (the value must not be echoed in an `Env` error).
+                "HTTP_TOKEN" => s.http_token = Some(HttpToken(v.to_owned())),
                 "DATA_DIR" => {
                     s.data_dir = Some(PathBuf::from(v));
                 }
@@ -431,6 +497,9 @@ impl Config {
             c.bs_coap_port = l.bs_coap_port.unwrap_or(c.bs_coap_port);
             c.bs_coaps_port = l.bs_coaps_port.unwrap_or(c.bs_coaps_port);
             c.http_port = l.http_port.unwrap_or(c.http_port);
+            if l.http_token.is_some() {
+                c.http_token.clone_from(&l.http_token);
+            }
             if let Some(d) = &l.data_dir {
                 c.data_dir.clone_from(d);
             }
@@ -521,6 +590,21 @@ impl Config {
             return Err(ConfigError::Invalid("an empty device CA path".into()));
         }
         self.pki.settings()?;
+        match &self.http_token {
+            Some(token) if !token.is_well_formed() => {
+                return Err(ConfigError::Invalid(
+                    "http token must be non-empty printable ASCII without spaces".into(),
+                ));
+            }
+            None if !self.bind.to_canonical().is_loopback() => {
+                return Err(ConfigError::Invalid(format!(
+                    "bind {} is not loopback: the HTTP API then requires a bearer token; set \
+                     [http] token, STEWARD_HTTP_TOKEN or --http-token",
+                    self.bind
+                )));
+            }
+            _ => {}
+        }
         if self.expiry_grace_secs > MAX_EXPIRY_GRACE_SECS {
             return Err(ConfigError::Invalid(format!(
                 "expiry_grace {} s is longer than a day",
@@ -569,7 +653,8 @@ impl fmt::Display for Config {
         write!(
             f,
             "coap {} coaps {} bootstrap coap {} coaps {} http {} data {} allow_unsecured {} \
-             default_lifetime {} s expiry_grace {} s device_cas {} dtls_certificate {}",
+             default_lifetime {} s expiry_grace {} s device_cas {} dtls_certificate {} \
+             http_token {}",
             self.coap_addr(),
             self.coaps_addr(),
             self.bs_coap_addr(),
@@ -583,7 +668,12 @@ impl fmt::Display for Config {
             self.dtls_certificate.as_ref().map_or_else(
                 || "generated".to_owned(),
                 |p| p.certificate.display().to_string()
-            )
+            ),
+            if self.http_token.is_some() {
+                "set"
+            } else {
+                "none"
+            }
         )
     }
 }
@@ -690,6 +780,8 @@ mod tests {
             r#"
             bind = "0.0.0.0"
             data_dir = "/from/file"
+            [http]
+            token = "t0ken"
             [lwm2m]
             coap_port = 1001
             coaps_port = 1002
@@ -961,5 +1053,89 @@ mod tests {
         .unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(s, Settings::default());
         assert_eq!(unknown, ["STEWARD_COAP_PROT"]);
+    }
+
+    #[test]
+    fn http_token_flag_beats_env_beats_file() {
+        let f = file("[http]\ntoken = \"from-file\"\n");
+        let (e, unknown) = Settings::from_env(env(&[("STEWARD_HTTP_TOKEN", " from-env ")]))
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert!(unknown.is_empty());
+        let a = args(&["--http-token", "from-flag"]).settings();
+
+        let token = |layers: &[Settings]| {
+            Config::resolve(layers)
+                .unwrap_or_else(|e| panic!("{e}"))
+                .http_token
+                .map(|t| t.expose().to_owned())
+        };
+        assert_eq!(
+            token(&[f.clone(), e.clone(), a]).as_deref(),
+            Some("from-flag")
+        );
+        assert_eq!(token(&[f.clone(), e]).as_deref(), Some("from-env"));
+        assert_eq!(token(&[f]).as_deref(), Some("from-file"));
+        assert_eq!(token(&[]), None, "no token by default");
+    }
+
+    #[test]
+    fn non_loopback_bind_requires_a_token() {
+        for bind in ["0.0.0.0", "192.0.2.1", "::", "2001:db8::1"] {
+            let open = args(&["--bind", bind]).settings();
+            let e = Config::resolve(&[open]).err().map(|e| e.to_string());
+            assert!(
+                e.as_deref()
+                    .is_some_and(|e| e.contains("requires a bearer token")
+                        && e.contains("STEWARD_HTTP_TOKEN")),
+                "{bind}: {e:?}"
+            );
+            let guarded = args(&["--bind", bind, "--http-token", "s3cret"]).settings();
+            assert!(Config::resolve(&[guarded]).is_ok(), "{bind} with a token");
+        }
+        for bind in ["127.0.0.1", "127.1.2.3", "::1", "::ffff:127.0.0.1"] {
+            let local = args(&["--bind", bind]).settings();
+            assert!(Config::resolve(&[local]).is_ok(), "{bind} needs no token");
+        }
+    }
+
+    #[test]
+    fn malformed_http_tokens_are_refused() {
+        for bad in ["", "two words", "tab\there", "caf\u{e9}"] {
+            let s = Settings {
+                http_token: Some(HttpToken::new(bad)),
+                ..Settings::default()
+            };
+            let e = Config::resolve(&[s]).err().map(|e| e.to_string());
+            assert!(
+                e.as_deref().is_some_and(|e| e.contains("http token")),
+                "{bad:?}: {e:?}"
+            );
+            // The refused value is not echoed back.
+            if !bad.is_empty() {
+                assert!(e.as_deref().is_some_and(|e| !e.contains(bad)), "{e:?}");
+            }
+        }
+        // An empty variable is present, not absent: it does not silently disable the token.
+        let (s, _) = Settings::from_env(env(&[("STEWARD_HTTP_TOKEN", "  ")]))
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert!(Config::resolve(&[s]).is_err());
+    }
+
+    #[test]
+    fn the_http_token_is_never_printed() {
+        let secret = "do-not-log-me";
+        let a = args(&["--http-token", secret, "--bind", "0.0.0.0"]);
+        let s = a.settings();
+        let c = Config::resolve(std::slice::from_ref(&s)).unwrap_or_else(|e| panic!("{e}"));
+        for printed in [
+            format!("{a:?}"),
+            format!("{s:?}"),
+            format!("{c:?}"),
+            format!("{c}"),
+            format!("{:?}", file("[http]\ntoken = \"do-not-log-me\"\n")),
+        ] {
+            assert!(!printed.contains(secret), "{printed}");
+        }
+        assert!(format!("{c}").contains("http_token set"));
     }
 }

@@ -1029,3 +1029,30 @@ fn run_id() -> u32 {
 fn lock_any<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
 }
+
+// Added for the HTTP API (`api/clients.rs`, Leshan's `/api/objectspecs/{ep}`): the models a
+// client's content is typed with are otherwise private to the service.
+impl Devices {
+    /// The object models `endpoint` announced, in the versions it announced, sorted by ID.
+    /// Objects without a known model are left out; `None` when it is not registered.
+    pub fn client_object_models(
+        &self,
+        endpoint: &str,
+    ) -> Option<Vec<steward_objects::ObjectModel>> {
+        // Same lock order as `start`: registrations, then the service state.
+        let lwm2m = lock_any(&self.hub.lwm2m);
+        let announced = lwm2m
+            .registrations()
+            .by_endpoint(endpoint)?
+            .announced_versions();
+        let st = self.hub.lock_state();
+        let models = st.dm.models().for_client(&announced);
+        let found = announced
+            .iter()
+            .filter_map(|(id, _)| steward_objects::Models::object(&models, *id).cloned())
+            .collect();
+        drop(st);
+        drop(lwm2m);
+        Some(found)
+    }
+}

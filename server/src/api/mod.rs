@@ -15,7 +15,14 @@ use crate::devices::Devices;
 use crate::pki::PkiService;
 use crate::store::Store;
 
+pub mod auth;
+pub mod bootstrap;
 pub mod clients;
+pub mod events;
+pub mod leshan_json;
+pub mod metrics;
+pub mod security;
+pub mod steward;
 
 /// What every handler may use.
 #[derive(Clone)]
@@ -24,6 +31,12 @@ pub struct ApiState {
     pub store: Arc<dyn Store>,
     pub pki: Option<PkiService>,
     pub endpoints: ServerEndpoints,
+    /// When set, every route requires `Authorization: Bearer <token>` (see [`auth`]).
+    pub http_token: Option<crate::config::HttpToken>,
+    /// Ends the event streams when the HTTP server stops (see [`events`]).
+    pub shutdown: events::ApiShutdown,
+    /// Outcomes of requests answered `delayed` (queue mode), for `REQUEST_RESPONSE` events.
+    pub delayed: tokio::sync::broadcast::Sender<clients::DelayedResponse>,
 }
 
 /// Where the server's listeners are (for `/api/server/endpoint` and the UIs).
@@ -37,5 +50,23 @@ pub struct ServerEndpoints {
 
 /// The whole API.
 pub fn router(state: ApiState) -> Router {
-    Router::new().merge(clients::routes()).with_state(state)
+    let hub = events::EventHub::start(&state.devices, &state.shutdown, &state.delayed);
+    let metrics = metrics::Metrics::new(hub.clone());
+    Router::new()
+        .merge(clients::routes())
+        .merge(security::routes())
+        .merge(bootstrap::routes())
+        .merge(steward::routes())
+        .merge(events::routes(hub))
+        .merge(metrics::routes(metrics.clone()))
+        // These two layers stay last: a layer covers only the routes merged before it.
+        .layer(axum::middleware::from_fn_with_state(
+            state.http_token.clone(),
+            auth::require_bearer,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            metrics,
+            metrics::count_requests,
+        ))
+        .with_state(state)
 }

@@ -36,6 +36,8 @@ impl HttpServer {
 pub(super) async fn start(addr: SocketAddr, api: ApiState) -> std::io::Result<HttpServer> {
     let listener = tokio::net::TcpListener::bind(addr).await?;
     let local = listener.local_addr()?;
+    // Open event streams never end by themselves; graceful shutdown would wait for them.
+    let api_shutdown = api.shutdown.clone();
     let app = Router::new()
         .route("/ocsp", post(ocsp_post))
         // A wildcard: base64 may contain `/`, which clients should percent-encode but some
@@ -48,8 +50,9 @@ pub(super) async fn start(addr: SocketAddr, api: ApiState) -> std::io::Result<Ht
     let (stop, stopped) = oneshot::channel::<()>();
     let task = tokio::spawn(async move {
         let served = axum::serve(listener, app)
-            .with_graceful_shutdown(async {
+            .with_graceful_shutdown(async move {
                 let _ = stopped.await;
+                api_shutdown.trigger();
             })
             .await;
         if let Err(e) = served {
