@@ -21,8 +21,10 @@
 //! | `Notification` (several) | `NOTIFICATION` | `{"ep","kind":"composite","val":{path: node},"paths"}` |
 //! | `Send` | `SEND` | `{"ep","val":{path: node}}`, the most recent value per path |
 //!
-//! Not produced: `COAPLOG` (the stack has no message tracer) and `REQUEST_RESPONSE` (the API
-//! has no delayed requests yet). `ObservationEnded` and `Completed` have no Leshan event.
+//! | a `delayed` request's outcome ([`super::ApiState::delayed`]) | `REQUEST_RESPONSE` | `{"ep","path","requestId","delayed":true,"response"}` |
+//!
+//! Not produced: `COAPLOG` (the stack has no message tracer). `ObservationEnded` and
+//! `Completed` have no Leshan event.
 //!
 //! Memory is bounded: the hub's channel keeps [`FRAME_CAPACITY`] frames; a connection that
 //! falls further behind loses the oldest ones and is told so with an SSE comment
@@ -79,7 +81,7 @@ impl ApiShutdown {
         self.tx.send_replace(true);
     }
 
-    fn subscribe(&self) -> watch::Receiver<bool> {
+    pub(super) fn subscribe(&self) -> watch::Receiver<bool> {
         self.tx.subscribe()
     }
 }

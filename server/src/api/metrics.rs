@@ -16,7 +16,7 @@
 //!
 //! Counters start at zero when the HTTP server starts. Device operations are counted where
 //! the API sends them: `steward_http_requests_total` with the route (e.g.
-//! `/api/clients/{ep}/{*path}`) and the HTTP status the API answered, which maps the device's
+//! `/api/clients/{ep}/{*rest}`) and the HTTP status the API answered, which maps the device's
 //! response code. Requests made by other users of [`Devices`] (plugins, the CLI) are not
 //! counted: `Devices` has no counters. Route labels are route templates, never raw paths, so
 //! the number of series stays bounded.

@@ -17,10 +17,12 @@ use crate::store::Store;
 
 pub mod auth;
 pub mod bootstrap;
+pub mod bs_events;
 pub mod clients;
 pub mod events;
 pub mod leshan_json;
 pub mod metrics;
+pub mod openapi;
 pub mod security;
 pub mod steward;
 
@@ -37,6 +39,8 @@ pub struct ApiState {
     pub shutdown: events::ApiShutdown,
     /// Outcomes of requests answered `delayed` (queue mode), for `REQUEST_RESPONSE` events.
     pub delayed: tokio::sync::broadcast::Sender<clients::DelayedResponse>,
+    /// Bootstrap session events, for `/bs/api/event` (see [`bs_events`]).
+    pub bootstrap_events: tokio::sync::broadcast::Sender<crate::bootstrap::BootstrapEvent>,
 }
 
 /// Where the server's listeners are (for `/api/server/endpoint` and the UIs).
@@ -59,6 +63,8 @@ pub fn router(state: ApiState) -> Router {
         .merge(steward::routes())
         .merge(events::routes(hub))
         .merge(metrics::routes(metrics.clone()))
+        .merge(openapi::routes())
+        .merge(bs_events::routes())
         // These two layers stay last: a layer covers only the routes merged before it.
         .layer(axum::middleware::from_fn_with_state(
             state.http_token.clone(),

@@ -30,7 +30,7 @@ use steward_pki::est::{EstClient, EstService, Route};
 use steward_transport::dtls::Peers;
 use steward_transport::udp::{self, UdpConfig};
 use steward_transport::{Commander, Handle};
-use tokio::sync::{Semaphore, watch};
+use tokio::sync::{Semaphore, broadcast, watch};
 use tokio::task::JoinHandle;
 
 use super::{
@@ -77,6 +77,8 @@ struct Shared {
     est: Option<EstService<PkiService, PkiEncoder>>,
     /// Enrolments under way on the blocking pool.
     est_slots: Arc<Semaphore>,
+    /// Every session event, for the API's `/bs/api/event` stream (no receiver is fine).
+    events: broadcast::Sender<BootstrapEvent>,
 }
 
 /// One listener's router: its own map of our requests, since request IDs are per stack.
@@ -88,6 +90,7 @@ struct BootstrapRouter {
     commander: Arc<OnceLock<Commander<CoapStack>>>,
 }
 
+#[allow(clippy::too_many_arguments)] // one call site, each argument a different listener input
 pub(super) fn start(
     coap_addr: SocketAddr,
     coaps_addr: SocketAddr,
@@ -96,6 +99,7 @@ pub(super) fn start(
     pki: Option<PkiService>,
     server_certificate: Option<steward_dtls::ServerCertificate>,
     stop: watch::Receiver<bool>,
+    events: broadcast::Sender<BootstrapEvent>,
 ) -> Result<BootstrapListeners, RuntimeError> {
     let sessions = BootstrapSessions::new(crate::bootstrap::SessionsConfig {
         allow_unsecured,
@@ -107,6 +111,7 @@ pub(super) fn start(
         est: pki.as_ref().map(PkiService::est_service),
         pki: pki.clone(),
         est_slots: Arc::new(Semaphore::new(EST_IN_FLIGHT)),
+        events,
     });
 
     let (socket, _) = udp::bind(&UdpConfig {
@@ -185,7 +190,7 @@ async fn tick(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
         }
         for action in sessions.on_timeout(now) {
             match action {
-                Action::Event(event) => log_event(&event),
+                Action::Event(event) => publish(&shared, event),
                 Action::Send(out) => tracing::debug!(
                     endpoint = %out.endpoint,
                     "request of a timed-out session not sent"
@@ -377,7 +382,7 @@ impl BootstrapRouter {
     fn apply(&self, stack: &mut CoapStack, now: Instant, actions: Vec<Action>) {
         for action in actions {
             match action {
-                Action::Event(event) => log_event(&event),
+                Action::Event(event) => publish(&self.shared, event),
                 Action::Send(out) => {
                     let Ok(addr) = out.address.parse::<SocketAddr>() else {
                         tracing::error!(address = %out.address, "bootstrap peer address unusable");
@@ -412,6 +417,13 @@ fn binary(der: Vec<u8>) -> Response {
 
 fn no_ca() -> Response {
     Response::new(Code::NOT_FOUND).with_diagnostic("no CA: run `steward ca init`")
+}
+
+/// Logs `event` and hands it to the API's event stream.
+fn publish(shared: &Shared, event: BootstrapEvent) {
+    log_event(&event);
+    // No subscriber (no SSE client, or no HTTP server) is fine.
+    let _ = shared.events.send(event);
 }
 
 fn log_event(event: &BootstrapEvent) {

@@ -349,6 +349,7 @@ pub async fn start_with(config: &Config, dm: DmConfig) -> Result<RunningServer, 
     let dtls = (handle, task);
 
     let (stop, stopped) = watch::channel(false);
+    let (bootstrap_events, _) = tokio::sync::broadcast::channel(1024);
     let bootstrap = bootstrap::start(
         config.bs_coap_addr(),
         config.bs_coaps_addr(),
@@ -357,6 +358,7 @@ pub async fn start_with(config: &Config, dm: DmConfig) -> Result<RunningServer, 
         pki.clone(),
         pki_certificate,
         stopped.clone(),
+        bootstrap_events.clone(),
     )?;
     let api = crate::api::ApiState {
         devices: Devices::new(Arc::clone(&hub)),
@@ -365,6 +367,7 @@ pub async fn start_with(config: &Config, dm: DmConfig) -> Result<RunningServer, 
         http_token: config.http_token.clone(),
         shutdown: crate::api::events::ApiShutdown::default(),
         delayed: crate::api::clients::delayed_channel(),
+        bootstrap_events,
         endpoints: crate::api::ServerEndpoints {
             coap,
             coaps,
