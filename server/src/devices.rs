@@ -255,6 +255,8 @@ pub(crate) struct Hub {
     closed: AtomicBool,
     /// Tells this run's observation tokens from other runs' (see the module docs).
     run: u32,
+    /// Requests by operation and outcome (see [`Devices::counters`]).
+    counters: Arc<crate::dm::DmCounters>,
 }
 
 impl Hub {
@@ -277,6 +279,7 @@ impl Hub {
             sink: Mutex::new(None),
             closed: AtomicBool::new(false),
             run: run_id(),
+            counters: Arc::default(),
         }
     }
 
@@ -783,6 +786,7 @@ pub struct PendingRequest {
     rx: oneshot::Receiver<Result<DownlinkResponse, DmError>>,
     timeout: Duration,
     hub: Arc<Hub>,
+    operation: &'static str,
 }
 
 impl PendingRequest {
@@ -792,14 +796,16 @@ impl PendingRequest {
 
     /// The device's answer, or why there is none.
     pub async fn outcome(self) -> Result<DownlinkResponse, DmError> {
-        match tokio::time::timeout(self.timeout + WAIT_MARGIN, self.rx).await {
+        let result = match tokio::time::timeout(self.timeout + WAIT_MARGIN, self.rx).await {
             Ok(Ok(result)) => result,
             Ok(Err(_)) => Err(DmError::ServerStopped),
             Err(_) => {
                 self.hub.lock_state().waiters.remove(&self.ticket);
                 Err(DmError::Timeout)
             }
-        }
+        };
+        self.hub.counters.record(self.operation, &result);
+        result
     }
 }
 
@@ -881,8 +887,14 @@ impl Devices {
         request: DownlinkRequest,
         timeout: Duration,
     ) -> Result<PendingRequest, DmError> {
+        let operation = request.operation();
+        let refused = |e: DmError| {
+            let result = crate::dm::RequestResult::of_error(&e);
+            self.hub.counters.count(operation, result);
+            e
+        };
         if self.hub.closed.load(Ordering::SeqCst) {
-            return Err(DmError::ServerStopped);
+            return Err(refused(DmError::ServerStopped));
         }
         let meta = match &request {
             DownlinkRequest::Observe { format, .. }
@@ -899,13 +911,16 @@ impl Devices {
                 note_route(&mut st, client);
             }
         }
-        let ticket = st.dm.send(
-            Instant::now(),
-            lwm2m.registrations(),
-            endpoint,
-            request,
-            timeout,
-        )?;
+        let ticket = st
+            .dm
+            .send(
+                Instant::now(),
+                lwm2m.registrations(),
+                endpoint,
+                request,
+                timeout,
+            )
+            .map_err(refused)?;
         drop(lwm2m);
         let (tx, rx) = oneshot::channel();
         st.waiters.insert(ticket, tx);
@@ -918,6 +933,7 @@ impl Devices {
             rx,
             timeout,
             hub: Arc::clone(&self.hub),
+            operation,
         })
     }
 
@@ -1054,5 +1070,14 @@ impl Devices {
         drop(st);
         drop(lwm2m);
         Some(found)
+    }
+}
+
+impl Devices {
+    /// Requests by operation and outcome since the server started, whoever made them (API,
+    /// CLI, plugins). A request is counted when its outcome is awaited, or when it is refused
+    /// before sending.
+    pub fn counters(&self) -> &crate::dm::DmCounters {
+        &self.hub.counters
     }
 }

@@ -39,6 +39,6 @@ pub use credentials::{
     PinnedV1Policy, StrictPolicy,
 };
 pub use error::DtlsError;
-pub use metrics::Metrics;
+pub use metrics::{DtlsCounters, Metrics};
 pub use server::{DtlsServer, Inbound, Target};
 pub use session::SessionId;

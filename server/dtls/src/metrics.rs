@@ -1,5 +1,6 @@
 //! Counters of the transport, read with [`crate::DtlsServer::metrics`].
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 #[derive(Default)]
@@ -64,5 +65,24 @@ impl Counters {
             sessions_replaced: r(&self.sessions_replaced),
             ..Metrics::default()
         }
+    }
+}
+
+/// The counters of one [`crate::DtlsServer`], from [`crate::DtlsServer::counters`]; cheap to
+/// clone. Its snapshots carry the counters only (the gauges stay zero).
+#[derive(Clone)]
+pub struct DtlsCounters(pub(crate) Arc<Counters>);
+
+impl DtlsCounters {
+    pub fn snapshot(&self) -> Metrics {
+        self.0.snapshot()
+    }
+}
+
+impl std::fmt::Debug for DtlsCounters {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("DtlsCounters")
+            .field(&self.snapshot())
+            .finish()
     }
 }

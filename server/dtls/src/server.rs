@@ -14,7 +14,7 @@ use tracing::{info, warn};
 use crate::config::DtlsConfig;
 use crate::credentials::{Credentials, Identity};
 use crate::error::DtlsError;
-use crate::metrics::{Counters, Metrics};
+use crate::metrics::{Counters, DtlsCounters, Metrics};
 use crate::session::{SessionId, Table, lock};
 
 /// An application datagram received on an authenticated session.
@@ -53,7 +53,7 @@ pub(crate) struct Shared {
     pub socket: Arc<UdpSocket>,
     pub local_addr: SocketAddr,
     pub table: Mutex<Table>,
-    pub counters: Counters,
+    pub counters: Arc<Counters>,
     pub inbound_tx: mpsc::Sender<Inbound>,
     pub shutdown: watch::Receiver<bool>,
     started: Instant,
@@ -113,7 +113,7 @@ impl DtlsServer {
             socket: Arc::new(socket),
             local_addr,
             table: Mutex::new(Table::default()),
-            counters: Counters::default(),
+            counters: Arc::default(),
             inbound_tx,
             shutdown: shutdown_rx,
             started: Instant::now(),
@@ -158,6 +158,12 @@ impl DtlsServer {
         lock(&self.shared.table)
             .session(peer)
             .map(|s| Arc::clone(&s.identity))
+    }
+
+    /// A handle on this server's counters that outlives it and keeps nothing else alive (for
+    /// a metrics endpoint, once the server has been handed to its driver).
+    pub fn counters(&self) -> DtlsCounters {
+        DtlsCounters(Arc::clone(&self.shared.counters))
     }
 
     pub fn metrics(&self) -> Metrics {

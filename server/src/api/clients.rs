@@ -24,8 +24,8 @@ use serde_json::{Value as Json, json};
 use steward_objects::{ContentFormat, Node, Path, Resource, Value};
 use tokio::sync::broadcast;
 
-use super::ApiState;
 use super::leshan_json::{self, Operation};
+use super::{ApiState, security};
 use crate::dm::{DmError, DownlinkRequest, WriteMode};
 
 /// Leshan's default when `timeout` is absent or not a number.
@@ -45,6 +45,9 @@ pub fn routes() -> Router<ApiState> {
                 .delete(operation),
         )
         .route("/api/objectspecs/{ep}", get(object_specs))
+        // Same hostile-input rules as the admin routes: bodies over 64 KiB are 413 before
+        // they are read.
+        .layer(security::body_limit())
 }
 
 /// The outcome of a delayed (queue-mode) request: `data` is the whole `REQUEST_RESPONSE`
@@ -72,6 +75,9 @@ async fn list(State(state): State<ApiState>) -> Response {
 }
 
 async fn one(State(state): State<ApiState>, UrlPath(ep): UrlPath<String>) -> Response {
+    if let Err(e) = security::check_endpoint(&ep) {
+        return e.into_response();
+    }
     match state.devices.registration(&ep) {
         Some(r) => json_ok(leshan_json::registration(&r, || {
             !state.devices.is_awake(&ep)
@@ -81,6 +87,9 @@ async fn one(State(state): State<ApiState>, UrlPath(ep): UrlPath<String>) -> Res
 }
 
 async fn object_specs(State(state): State<ApiState>, UrlPath(ep): UrlPath<String>) -> Response {
+    if let Err(e) = security::check_endpoint(&ep) {
+        return e.into_response();
+    }
     match state.devices.client_object_models(&ep) {
         Some(models) => json_ok(leshan_json::object_models(&models)),
         // ObjectSpecServlet's wording (lower-case "no").
@@ -100,6 +109,10 @@ async fn operation(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
+    // Control characters, separators (`%2F`), dot segments: 400 before any lookup.
+    if let Err(e) = security::check_endpoint(&ep) {
+        return e.into_response();
+    }
     let Some(registration) = state.devices.registration(&ep) else {
         return unknown_endpoint(&ep);
     };

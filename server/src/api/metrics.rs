@@ -5,7 +5,9 @@
 //! |---|---|---|
 //! | `steward_registrations` | gauge | [`Devices::registrations`] |
 //! | `steward_observations` | gauge | [`Devices::observations`] |
-//! | `steward_queued_requests` | gauge | [`Devices::queued`], summed over registrations |
+//! | `steward_queued_requests` | gauge | [`Devices::queued`] (the DM service's queues for sleeping devices), summed over registrations |
+//! | `steward_device_requests_total{operation,result}` | counter | [`Devices::counters`]: every downlink request, whoever made it |
+//! | `steward_dtls_handshakes_total{listener,result}` | counter | the DTLS listeners (`lwm2m`, `bootstrap`): `ok`, `failed`, `timeout` |
 //! | `steward_notifications_total` | counter | `DeviceEvent::Notification` seen by the event hub |
 //! | `steward_sends_total` | counter | `DeviceEvent::Send` |
 //! | `steward_registration_events_total{event}` | counter | register / update / deregister (incl. expiry) |
@@ -14,12 +16,13 @@
 //! | `steward_sse_dropped_events_total` | counter | events lost by slow SSE readers |
 //! | `steward_est_issued_certificates` | gauge | certificates in the CA's store (only with a CA) |
 //!
-//! Counters start at zero when the HTTP server starts. Device operations are counted where
-//! the API sends them: `steward_http_requests_total` with the route (e.g.
-//! `/api/clients/{ep}/{*rest}`) and the HTTP status the API answered, which maps the device's
-//! response code. Requests made by other users of [`Devices`] (plugins, the CLI) are not
-//! counted: `Devices` has no counters. Route labels are route templates, never raw paths, so
-//! the number of series stays bounded.
+//! Counters start at zero when the server starts. Device operations are counted twice: by the
+//! DM service (`steward_device_requests_total`, by operation and result: `success`,
+//! `device_error`, `timeout`, `rejected` before sending, `failed` otherwise), which covers
+//! every user of [`Devices`] (API, CLI, plugins), and by the API
+//! (`steward_http_requests_total`, with the route template such as
+//! `/api/clients/{ep}/{*rest}` and the HTTP status it answered). Route labels are route
+//! templates, never raw paths, so the number of series stays bounded.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -118,6 +121,7 @@ async fn scrape(State(state): State<ApiState>, Extension(metrics): Extension<Met
     };
     let counts = metrics.hub.counts();
     let mut out = String::new();
+    let requests = state.devices.counters().snapshot();
     family(
         &mut out,
         "steward_registrations",
@@ -139,6 +143,43 @@ async fn scrape(State(state): State<ApiState>, Extension(metrics): Extension<Met
         "Requests waiting for sleeping queue-mode devices.",
     );
     sample(&mut out, "steward_queued_requests", &[], queued as u64);
+    family(
+        &mut out,
+        "steward_device_requests_total",
+        "counter",
+        "Downlink requests to devices by operation and result.",
+    );
+    for (operation, result, n) in requests {
+        sample(
+            &mut out,
+            "steward_device_requests_total",
+            &[("operation", operation), ("result", result.label())],
+            n,
+        );
+    }
+    if !state.dtls.is_empty() {
+        family(
+            &mut out,
+            "steward_dtls_handshakes_total",
+            "counter",
+            "DTLS handshakes by listener and result.",
+        );
+    }
+    for (listener, dtls) in &state.dtls {
+        let m = dtls.snapshot();
+        for (result, n) in [
+            ("ok", m.handshakes_ok),
+            ("failed", m.handshakes_failed),
+            ("timeout", m.handshakes_timed_out),
+        ] {
+            sample(
+                &mut out,
+                "steward_dtls_handshakes_total",
+                &[("listener", listener), ("result", result)],
+                n,
+            );
+        }
+    }
     family(
         &mut out,
         "steward_notifications_total",

@@ -41,6 +41,8 @@ pub struct ApiState {
     pub delayed: tokio::sync::broadcast::Sender<clients::DelayedResponse>,
     /// Bootstrap session events, for `/bs/api/event` (see [`bs_events`]).
     pub bootstrap_events: tokio::sync::broadcast::Sender<crate::bootstrap::BootstrapEvent>,
+    /// Handshake counters of the DTLS listeners, by listener (`lwm2m`, `bootstrap`).
+    pub dtls: Vec<(&'static str, steward_dtls::DtlsCounters)>,
 }
 
 /// Where the server's listeners are (for `/api/server/endpoint` and the UIs).

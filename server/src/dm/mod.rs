@@ -10,6 +10,7 @@
 //! - [`send`]: the Send operation (`POST /dp`) into a [`SendReport`].
 //! - [`error`]: [`DmError`] by fault domain, and its one mapping to CoAP codes.
 
+pub mod counters;
 pub mod error;
 pub mod queue;
 pub mod request;
@@ -17,6 +18,7 @@ pub mod response;
 pub mod send;
 pub mod service;
 
+pub use counters::{DmCounters, RequestResult};
 pub use error::{DmError, Fault};
 pub use request::{BuiltRequest, DownlinkRequest, RequestKind, WriteMode};
 pub use response::DownlinkResponse;

@@ -53,6 +53,8 @@ const EST_RETRY_SECS: u32 = 2;
 pub(super) struct BootstrapListeners {
     pub coap: SocketAddr,
     pub coaps: SocketAddr,
+    /// The CoAPs listener's handshake counters (for `/metrics`).
+    pub dtls_counters: steward_dtls::DtlsCounters,
     udp: (Handle<CoapStack>, JoinHandle<CoapStack>),
     dtls: (Handle<CoapStack>, JoinHandle<CoapStack>),
     timer: JoinHandle<()>,
@@ -146,6 +148,7 @@ pub(super) fn start(
                 source,
             }
         })?;
+    let dtls_counters = dtls_server.counters();
     let router = BootstrapRouter::new(Arc::clone(&shared), "bs-coaps");
     let dtls_commander = Arc::clone(&router.commander);
     let (dtls_handle, dtls_task) = steward_transport::dtls::spawn(
@@ -170,6 +173,7 @@ pub(super) fn start(
     Ok(BootstrapListeners {
         coap,
         coaps,
+        dtls_counters,
         udp: (udp_handle, udp_task),
         dtls: (dtls_handle, dtls_task),
         timer,

@@ -327,6 +327,7 @@ pub async fn start_with(config: &Config, dm: DmConfig) -> Result<RunningServer, 
     }
     let (dtls_server, inbound) = DtlsServer::bind(dtls_config, Arc::new(credentials))
         .map_err(|source| RuntimeError::BindCoaps { addr, source })?;
+    let dtls_counters = dtls_server.counters();
     let router = Router::new(Arc::clone(&lwm2m), Arc::clone(&hub), jobs.clone(), "coaps");
     let responder = router.responder.clone();
     let (handle, task) = steward_transport::dtls::spawn(
@@ -368,6 +369,10 @@ pub async fn start_with(config: &Config, dm: DmConfig) -> Result<RunningServer, 
         shutdown: crate::api::events::ApiShutdown::default(),
         delayed: crate::api::clients::delayed_channel(),
         bootstrap_events,
+        dtls: vec![
+            ("lwm2m", dtls_counters),
+            ("bootstrap", bootstrap.dtls_counters.clone()),
+        ],
         endpoints: crate::api::ServerEndpoints {
             coap,
             coaps,
