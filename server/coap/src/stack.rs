@@ -215,6 +215,28 @@ pub struct Stack<P: Copy + Eq + Hash + Ord> {
     tracker: ObservationTracker<P>,
     next_logical: u64,
     next_tag: u32,
+    tracer: Option<Tracer<P>>,
+}
+
+/// Which way a traced datagram went.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Direction {
+    /// Given to [`Stack::handle`].
+    Incoming,
+    /// Returned by [`Stack::poll_transmit`].
+    Outgoing,
+}
+
+/// Sees every datagram the stack is given and every one it returns (see [`Stack::set_tracer`]).
+pub type TraceFn<P> = Box<dyn FnMut(Direction, P, &[u8]) + Send>;
+
+/// A [`TraceFn`] with a `Debug` so that [`Stack`] keeps its own.
+struct Tracer<P>(TraceFn<P>);
+
+impl<P> std::fmt::Debug for Tracer<P> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Tracer")
+    }
 }
 
 impl<P: Copy + Eq + Hash + Ord + std::fmt::Debug> Stack<P> {
@@ -239,6 +261,7 @@ impl<P: Copy + Eq + Hash + Ord + std::fmt::Debug> Stack<P> {
             tracker: ObservationTracker::new(config.client_observe),
             next_logical: 1,
             next_tag,
+            tracer: None,
             config,
         }
     }
@@ -287,7 +310,18 @@ impl<P: Copy + Eq + Hash + Ord + std::fmt::Debug> Stack<P> {
     // ---------------------------------------------------------------------------------------
     // Driving
 
+    /// Calls `tracer` with every datagram given to [`Stack::handle`] (before it is parsed, so
+    /// malformed ones too) and every datagram [`Stack::poll_transmit`] returns. `None` removes
+    /// it; without one the cost is a branch per datagram. Meant for message logs (Leshan's
+    /// `COAPLOG`): the tracer runs in the driver's task, so it must be quick.
+    pub fn set_tracer(&mut self, tracer: Option<TraceFn<P>>) {
+        self.tracer = tracer.map(Tracer);
+    }
+
     pub fn handle(&mut self, now: Instant, peer: P, datagram: &[u8]) {
+        if let Some(Tracer(trace)) = &mut self.tracer {
+            trace(Direction::Incoming, peer, datagram);
+        }
         self.endpoint.handle(now, peer, datagram);
         self.drain(now);
     }
@@ -314,7 +348,11 @@ impl<P: Copy + Eq + Hash + Ord + std::fmt::Debug> Stack<P> {
     }
 
     pub fn poll_transmit(&mut self) -> Option<Transmit<P>> {
-        self.endpoint.poll_transmit()
+        let transmit = self.endpoint.poll_transmit()?;
+        if let Some(Tracer(trace)) = &mut self.tracer {
+            trace(Direction::Outgoing, transmit.peer, &transmit.datagram);
+        }
+        Some(transmit)
     }
 
     pub fn poll_event(&mut self) -> Option<Event<P>> {
@@ -1301,6 +1339,35 @@ mod tests {
     fn the_stack_can_move_between_threads() {
         fn assert_send<T: Send>() {}
         assert_send::<Stack<std::net::SocketAddr>>();
+    }
+
+    #[test]
+    fn the_tracer_sees_both_directions() {
+        let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let mut stack: Stack<u8> = Stack::new(StackConfig::default());
+        let log = std::sync::Arc::clone(&seen);
+        stack.set_tracer(Some(Box::new(move |direction, peer, datagram: &[u8]| {
+            log.lock()
+                .expect("the log lock")
+                .push((direction, peer, datagram.to_vec()));
+        })));
+        let now = Instant::now();
+        stack.request(now, 7, Request::new(Method::Get).with_path("/3/0"), true);
+        let sent = stack.poll_transmit().expect("the request goes out");
+        // An empty ACK for it: version 1, type ACK, no token, code 0.00, the same message ID.
+        let ack = [0x60, 0x00, sent.datagram[2], sent.datagram[3]];
+        stack.handle(now, 7, &ack);
+        let seen = seen.lock().expect("the log lock");
+        assert_eq!(
+            *seen,
+            vec![
+                (Direction::Outgoing, 7, sent.datagram.clone()),
+                (Direction::Incoming, 7, ack.to_vec()),
+            ]
+        );
+        drop(seen);
+        stack.set_tracer(None);
+        stack.handle(now, 7, &ack);
     }
 
     #[test]

@@ -41,6 +41,8 @@ pub struct ApiState {
     pub delayed: tokio::sync::broadcast::Sender<clients::DelayedResponse>,
     /// Bootstrap session events, for `/bs/api/event` (see [`bs_events`]).
     pub bootstrap_events: tokio::sync::broadcast::Sender<crate::bootstrap::BootstrapEvent>,
+    /// The LwM2M listeners' datagrams, for `COAPLOG` events (see [`events`]).
+    pub coap_log: tokio::sync::broadcast::Sender<events::CoapLogRecord>,
     /// Handshake counters of the DTLS listeners, by listener (`lwm2m`, `bootstrap`).
     pub dtls: Vec<(&'static str, steward_dtls::DtlsCounters)>,
 }
@@ -56,7 +58,12 @@ pub struct ServerEndpoints {
 
 /// The whole API.
 pub fn router(state: ApiState) -> Router {
-    let hub = events::EventHub::start(&state.devices, &state.shutdown, &state.delayed);
+    let hub = events::EventHub::start(
+        &state.devices,
+        &state.shutdown,
+        &state.delayed,
+        &state.coap_log,
+    );
     let metrics = metrics::Metrics::new(hub.clone());
     Router::new()
         .merge(clients::routes())

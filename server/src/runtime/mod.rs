@@ -280,6 +280,9 @@ pub async fn start_with(config: &Config, dm: DmConfig) -> Result<RunningServer, 
     // (and the store it holds open) would never stop.
     let mut guard = CloseOnDrop(Some(Arc::clone(&hub)));
 
+    // COAPLOG: what the LwM2M stacks send and receive, while the API watches (api::events).
+    let coap_log = crate::api::events::coap_log_channel();
+
     // Plain CoAP.
     let addr = config.coap_addr();
     let (socket, _) = udp::bind(&UdpConfig {
@@ -289,7 +292,9 @@ pub async fn start_with(config: &Config, dm: DmConfig) -> Result<RunningServer, 
     .map_err(|source| RuntimeError::BindCoap { addr, source })?;
     let router = Router::new(Arc::clone(&lwm2m), Arc::clone(&hub), jobs.clone(), "coap");
     let responder = router.responder.clone();
-    let (handle, task) = udp::spawn(socket, Stack::new(stack_config()), move |stack, now, ev| {
+    let mut stack = Stack::new(stack_config());
+    stack.set_tracer(Some(coap_tracer(&coap_log)));
+    let (handle, task) = udp::spawn(socket, stack, move |stack, now, ev| {
         router.route(stack, now, ev, Some(PeerIdentity::Unsecured));
     })
     .map_err(|source| RuntimeError::BindCoap { addr, source })?;
@@ -330,10 +335,13 @@ pub async fn start_with(config: &Config, dm: DmConfig) -> Result<RunningServer, 
     let dtls_counters = dtls_server.counters();
     let router = Router::new(Arc::clone(&lwm2m), Arc::clone(&hub), jobs.clone(), "coaps");
     let responder = router.responder.clone();
+    // The stack sees decrypted CoAP, which is what Leshan logs.
+    let mut stack = Stack::new(stack_config());
+    stack.set_tracer(Some(coap_tracer(&coap_log)));
     let (handle, task) = steward_transport::dtls::spawn(
         dtls_server,
         inbound,
-        Stack::new(stack_config()),
+        stack,
         move |stack, now, ev, peers: &Peers| {
             let identity = match &ev {
                 Event::Request { id, .. } => peers
@@ -369,6 +377,7 @@ pub async fn start_with(config: &Config, dm: DmConfig) -> Result<RunningServer, 
         shutdown: crate::api::events::ApiShutdown::default(),
         delayed: crate::api::clients::delayed_channel(),
         bootstrap_events,
+        coap_log,
         dtls: vec![
             ("lwm2m", dtls_counters),
             ("bootstrap", bootstrap.dtls_counters.clone()),
@@ -1071,6 +1080,28 @@ fn peer_identity(identity: &Identity) -> Option<PeerIdentity> {
             common_name: None, ..
         } => None,
     }
+}
+
+/// Sends each datagram to `log`, but only while someone listens: otherwise it costs one
+/// atomic load.
+fn coap_tracer(
+    log: &tokio::sync::broadcast::Sender<crate::api::events::CoapLogRecord>,
+) -> steward_coap::stack::TraceFn<SocketAddr> {
+    let log = log.clone();
+    Box::new(move |direction, peer, datagram| {
+        if log.receiver_count() == 0 {
+            return;
+        }
+        let timestamp = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+        let _ = log.send(crate::api::events::CoapLogRecord {
+            incoming: direction == steward_coap::stack::Direction::Incoming,
+            peer,
+            datagram: datagram.to_vec(),
+            timestamp,
+        });
+    })
 }
 
 fn stack_config() -> StackConfig {

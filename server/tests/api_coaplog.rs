@@ -1,0 +1,135 @@
+//! `COAPLOG` on the HTTP API's event stream against a running server (`runtime::start`, real
+//! UDP device, raw HTTP/1.1): with a stream open on `?ep=`, a Read sent through `Devices`
+//! shows up as the outgoing GET and the device's piggybacked 2.05, in Leshan's
+//! `CoapMessage` shape.
+
+mod fleet;
+mod udp_device;
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use fleet::TempDir;
+use serde_json::Value as Json;
+use steward::config::Config;
+use steward::dm::{DownlinkRequest, DownlinkResponse};
+use steward::runtime;
+use steward_client::DeviceConfig;
+use steward_objects::{Path, Version};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Lines};
+use tokio::net::TcpStream;
+
+const WAIT: Duration = Duration::from_secs(15);
+
+type SseLines = Lines<BufReader<TcpStream>>;
+
+/// An SSE stream on `target`, past its response head.
+async fn sse(http: SocketAddr, target: &str) -> SseLines {
+    let mut stream = TcpStream::connect(http).await.expect("connect");
+    let request =
+        format!("GET {target} HTTP/1.1\r\nHost: steward\r\nAccept: text/event-stream\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.expect("send");
+    let mut lines = BufReader::new(stream).lines();
+    let status = lines
+        .next_line()
+        .await
+        .expect("read")
+        .expect("a status line");
+    assert!(status.starts_with("HTTP/1.1 200"), "{status}");
+    while let Some(line) = lines.next_line().await.expect("read") {
+        if line.is_empty() {
+            break;
+        }
+    }
+    lines
+}
+
+/// The next event's name and JSON data (comments and chunk-size lines skipped).
+async fn next_event(lines: &mut SseLines) -> (String, Json) {
+    let read = async {
+        let mut name = String::new();
+        while let Some(line) = lines.next_line().await.expect("read") {
+            if let Some(n) = line.strip_prefix("event:") {
+                name = n.trim().to_owned();
+            } else if let Some(d) = line.strip_prefix("data:") {
+                let data = serde_json::from_str(d.trim()).expect("JSON event data");
+                return (name, data);
+            }
+        }
+        panic!("the event stream ended");
+    };
+    tokio::time::timeout(WAIT, read)
+        .await
+        .expect("an event in time")
+}
+
+/// The next COAPLOG that `want` accepts.
+async fn next_coaplog(lines: &mut SseLines, want: impl Fn(&Json) -> bool) -> Json {
+    loop {
+        let (name, data) = next_event(lines).await;
+        if name == "COAPLOG" && want(&data) {
+            return data;
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_read_is_logged_both_ways() {
+    let dir = TempDir::new("api-coaplog");
+    let config = Config {
+        allow_unsecured: true,
+        ..Config::ephemeral(dir.path().join("data"))
+    };
+    let server = runtime::start(&config)
+        .await
+        .unwrap_or_else(|e| panic!("start: {e}"));
+    let http = server.http_addr().expect("the HTTP listener");
+    let devices = server.devices();
+    let mut events = devices.events();
+    let _device = udp_device::registered_device(
+        server.coap_addr(),
+        &mut events,
+        DeviceConfig::new("log-1", Version::V1_1),
+    )
+    .await;
+
+    let mut mine = sse(http, "/api/event?ep=log-1").await;
+    let read = devices
+        .request(
+            "log-1",
+            DownlinkRequest::Read {
+                path: Path::Resource(3, 0, 0),
+                format: None,
+            },
+            Duration::from_secs(10),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("read: {e}"));
+    assert!(matches!(read, DownlinkResponse::Read { .. }), "{read:?}");
+
+    let get = next_coaplog(&mut mine, |d| d["incoming"] == false && d["code"] == "GET").await;
+    assert_eq!(get["type"], "CON", "{get}");
+    assert_eq!(get["ep"], "log-1", "{get}");
+    let options = get["options"].as_str().expect("options as text");
+    assert!(options.contains("Uri-Path: 3, 0, 0"), "{get}");
+    assert!(get["mId"].is_u64(), "{get}");
+    assert!(get["timestamp"].as_u64().is_some_and(|t| t > 0), "{get}");
+    let token = get["token"].as_str().expect("a token");
+    assert!(
+        !token.is_empty() && token.chars().all(|c| c.is_ascii_hexdigit()),
+        "{get}"
+    );
+
+    let answer = next_coaplog(&mut mine, |d| d["incoming"] == true && d["code"] == "2.05").await;
+    assert_eq!(answer["type"], "ACK", "{answer}");
+    assert_eq!(answer["mId"], get["mId"], "{answer}");
+    assert_eq!(answer["token"], get["token"], "{answer}");
+    assert_eq!(answer["ep"], "log-1", "{answer}");
+    assert!(answer["payload"].is_string(), "{answer}");
+
+    drop(mine);
+    tokio::time::timeout(Duration::from_secs(10), server.shutdown())
+        .await
+        .expect("the server stops")
+        .expect("shutdown");
+}
