@@ -237,6 +237,12 @@ async fn security_clients_as_the_leshan_ui_uses_them() {
         400
     );
 
+    // Any other GET under /api/security/ and /api/server/: Leshan's empty 400, not a 404.
+    for other in ["/api/security/nothing", "/api/server/nothing/else"] {
+        let (status, _, body) = get(addr, other).await;
+        assert_eq!((status, body.len()), (400, 0), "{other}");
+    }
+
     // /api/server/endpoint: the bound CoAP and CoAPs listeners.
     let (status, _, body) = get(addr, "/api/server/endpoint").await;
     assert_eq!(status, 200);

@@ -43,7 +43,14 @@ pub fn routes() -> Router<ApiState> {
         .route("/api/security/server", get(server_security))
         .route("/api/server/security", get(server_security))
         .route("/api/server/endpoint", get(server_endpoints))
+        // Leshan answers any other GET under these prefixes with an empty 400, not 404.
+        .route("/api/security/{*rest}", get(empty_bad_request))
+        .route("/api/server/{*rest}", get(empty_bad_request))
         .layer(body_limit())
+}
+
+async fn empty_bad_request() -> StatusCode {
+    StatusCode::BAD_REQUEST
 }
 
 /// The security-client routes under `prefix` (`/api` for the LwM2M server, `/bs/api` for the
