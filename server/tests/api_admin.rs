@@ -4,12 +4,14 @@
 
 #![allow(clippy::unwrap_used)] // test code: a panic is the failure report
 
+mod http_client;
+
 use std::net::SocketAddr;
 
+use http_client::Request;
 use serde_json::{Value, json};
 use steward::config::Config;
 use steward::runtime;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// One HTTP/1.1 exchange with `Connection: close`: (status, content type, body).
 async fn http(
@@ -19,42 +21,14 @@ async fn http(
     content_type: Option<&str>,
     body: &[u8],
 ) -> (u16, String, Vec<u8>) {
-    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let mut head = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\
-         Accept: application/json, text/plain, */*\r\nContent-Length: {}\r\n",
-        body.len()
-    );
+    let mut request =
+        Request::new(method, path).header("Accept", "application/json, text/plain, */*");
     if let Some(ct) = content_type {
-        head.push_str(&format!("Content-Type: {ct}\r\n"));
+        request = request.body(ct, body);
     }
-    head.push_str("\r\n");
-    stream.write_all(head.as_bytes()).await.unwrap();
-    // A peer may answer 413 and close before reading everything: ignore write errors.
-    let _ = stream.write_all(body).await;
-    let mut raw = Vec::new();
-    let _ = stream.read_to_end(&mut raw).await;
-    let split = raw
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .expect("a header");
-    let headers = String::from_utf8_lossy(&raw[..split]).into_owned();
-    let status: u16 = headers.split(' ').nth(1).unwrap().parse().unwrap();
-    let content_type = headers
-        .lines()
-        .find_map(|l| {
-            l.to_ascii_lowercase()
-                .strip_prefix("content-type:")
-                .map(|v| v.trim().to_owned())
-        })
-        .unwrap_or_default();
-    assert!(
-        !headers
-            .to_ascii_lowercase()
-            .contains("transfer-encoding: chunked"),
-        "these answers have a length"
-    );
-    (status, content_type, raw[split + 4..].to_vec())
+    let reply = request.send(addr).await;
+    assert!(!reply.chunked(), "these answers have a length");
+    (reply.status, reply.content_type(), reply.body)
 }
 
 async fn get(addr: SocketAddr, path: &str) -> (u16, String, Vec<u8>) {

@@ -4,9 +4,12 @@
 
 #![allow(clippy::unwrap_used)] // test code: a panic is the failure report
 
+mod http_client;
+
 use std::net::{SocketAddr, UdpSocket};
 use std::time::Duration;
 
+use http_client::Sse;
 use serde_json::Value as Json;
 use steward::bootstrap::{BootstrapConfig, SecurityMode, ServerConfig, ServerSecurity};
 use steward::config::Config;
@@ -14,57 +17,20 @@ use steward::runtime;
 use steward_coap::message::{Code, Method, Options, Request};
 use steward_coap::wire::{self, Kind, Message, Token, Type};
 use steward_objects::Path;
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader, Lines};
-use tokio::net::TcpStream;
+use tokio::io::AsyncReadExt;
 
 const WAIT: Duration = Duration::from_secs(10);
 
-type SseLines = Lines<BufReader<TcpStream>>;
-
 /// An open `/bs/api/event` stream (`query` e.g. `?ep=x` or empty), past the response head.
-async fn sse(http: SocketAddr, query: &str) -> SseLines {
-    let mut stream = TcpStream::connect(http).await.expect("connect");
-    let request = format!(
-        "GET /bs/api/event{query} HTTP/1.1\r\nHost: {http}\r\nAccept: text/event-stream\r\n\r\n"
-    );
-    stream.write_all(request.as_bytes()).await.expect("send");
-    let mut lines = BufReader::new(stream).lines();
-    let status = lines
-        .next_line()
-        .await
-        .expect("read")
-        .expect("a status line");
-    assert!(status.contains(" 200 "), "{status}");
-    while let Some(line) = lines.next_line().await.expect("read") {
-        if line.is_empty() {
-            break;
-        }
-    }
-    lines
-}
-
-/// The next SSE event's name and JSON data (comments and chunk-size lines skipped).
-async fn next_event(lines: &mut SseLines) -> (String, Json) {
-    let read = async {
-        let mut name = String::new();
-        while let Some(line) = lines.next_line().await.expect("read") {
-            if let Some(n) = line.strip_prefix("event:") {
-                name = n.trim().to_owned();
-            } else if let Some(d) = line.strip_prefix("data:") {
-                let data = serde_json::from_str(d.trim()).expect("JSON event data");
-                return (name, data);
-            }
-        }
-        panic!("the event stream ended");
-    };
-    tokio::time::timeout(WAIT, read)
-        .await
-        .expect("an event in time")
+async fn sse(http: SocketAddr, query: &str) -> Sse {
+    let mut sse = Sse::open(http, &format!("/bs/api/event{query}")).await;
+    sse.timeout = WAIT;
+    sse
 }
 
 /// The next `BSSESSION` event's data.
-async fn next_bs(lines: &mut SseLines) -> Json {
-    let (name, data) = next_event(lines).await;
+async fn next_bs(lines: &mut Sse) -> Json {
+    let (name, data) = lines.next_json().await;
     assert_eq!(name, "BSSESSION", "{data}");
     assert!(data["time"].as_u64().is_some_and(|t| t > 0), "{data}");
     assert!(data["message"].is_string(), "{data}");
@@ -250,7 +216,7 @@ async fn bootstrap_sessions_and_refusals_stream_as_bssession_events() {
         .expect("shutdown with open event streams")
         .expect("shutdown");
     for lines in [all, mine] {
-        let mut stream = lines.into_inner();
+        let mut stream = lines.stream;
         let mut rest = Vec::new();
         let ended = tokio::time::timeout(WAIT, stream.read_to_end(&mut rest)).await;
         assert!(matches!(ended, Ok(Ok(_))), "{ended:?}");

@@ -3,12 +3,14 @@
 //! Leshan's web UI sends (leshan-webui-requests.md §4) and the JSON compared field by field.
 
 mod fleet;
+mod http_client;
 mod udp_device;
 
 use std::net::SocketAddr;
 use std::time::Duration;
 
 use fleet::TempDir;
+use http_client::{Request, Sse};
 use serde_json::{Value as Json, json};
 use steward::config::Config;
 use steward::devices::{DeviceEvent, DeviceEvents};
@@ -16,7 +18,6 @@ use steward::dm::DmConfig;
 use steward::runtime::{self, RunningServer};
 use steward_client::{DeviceConfig, QueueTiming};
 use steward_objects::Version;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 struct World {
     _dir: TempDir,
@@ -59,85 +60,19 @@ impl Answer {
     }
 }
 
-/// A minimal HTTP/1.1 client (one request per connection), enough for a JSON API and free
-/// of extra dependencies.
+/// One request with the API client's `Accept`, the body as `(content type, text)`.
 async fn http(addr: SocketAddr, method: &str, target: &str, body: Option<(&str, &str)>) -> Answer {
-    let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
-    let mut request = format!(
-        "{method} {target} HTTP/1.1\r\nHost: {addr}\r\nAccept: application/json, text/plain, */*\r\nConnection: close\r\n"
-    );
-    match body {
-        Some((content_type, body)) => {
-            request.push_str(&format!(
-                "Content-Type: {content_type}\r\nContent-Length: {}\r\n\r\n{body}",
-                body.len()
-            ));
-        }
-        None => request.push_str("Content-Length: 0\r\n\r\n"),
+    let mut request =
+        Request::new(method, target).header("Accept", "application/json, text/plain, */*");
+    if let Some((content_type, body)) = body {
+        request = request.body(content_type, body.as_bytes());
     }
-    stream.write_all(request.as_bytes()).await.expect("send");
-    let mut raw = Vec::new();
-    tokio::time::timeout(Duration::from_secs(30), stream.read_to_end(&mut raw))
-        .await
-        .expect("answer in time")
-        .expect("read");
-    let text = String::from_utf8(raw).expect("UTF-8 answer");
-    let (head, body) = text.split_once("\r\n\r\n").expect("head and body");
-    let status = head
-        .split(' ')
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .expect("status");
-    let content_type = head
-        .lines()
-        .find_map(|l| {
-            l.to_ascii_lowercase()
-                .strip_prefix("content-type:")
-                .map(|v| v.trim().to_owned())
-        })
-        .unwrap_or_default();
+    let reply = request.send(addr).await;
     Answer {
-        status,
-        content_type,
-        body: body.to_owned(),
+        status: reply.status,
+        content_type: reply.content_type(),
+        body: String::from_utf8(reply.body).expect("UTF-8 answer"),
     }
-}
-
-/// `GET /api/event?ep=` as a line reader over the open response.
-async fn sse(
-    addr: SocketAddr,
-    ep: &str,
-) -> tokio::io::Lines<tokio::io::BufReader<tokio::net::TcpStream>> {
-    use tokio::io::AsyncBufReadExt;
-    let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
-    let request = format!(
-        "GET /api/event?ep={ep} HTTP/1.1\r\nHost: {addr}\r\nAccept: text/event-stream\r\n\r\n"
-    );
-    stream.write_all(request.as_bytes()).await.expect("send");
-    let mut lines = tokio::io::BufReader::new(stream).lines();
-    // Past the response head.
-    while let Some(line) = lines.next_line().await.expect("read") {
-        if line.is_empty() {
-            break;
-        }
-    }
-    lines
-}
-
-/// The next SSE event's name and JSON data (comments and chunk-size lines skipped).
-async fn next_event(
-    lines: &mut tokio::io::Lines<tokio::io::BufReader<tokio::net::TcpStream>>,
-) -> (String, Json) {
-    let mut name = String::new();
-    while let Some(line) = lines.next_line().await.expect("read") {
-        if let Some(n) = line.strip_prefix("event:") {
-            name = n.trim().to_owned();
-        } else if let Some(d) = line.strip_prefix("data:") {
-            let data = serde_json::from_str(d.trim()).expect("JSON event data");
-            return (name, data);
-        }
-    }
-    panic!("the event stream ended");
 }
 
 impl World {
@@ -505,7 +440,7 @@ async fn a_request_for_a_sleeping_device_is_delayed() {
     };
     let mut w = world("api-clients-queue", dm).await;
     // The operator's event stream, opened before anything happens.
-    let mut events = sse(w.http, "q-1").await;
+    let mut events = Sse::open(w.http, "/api/event?ep=q-1").await;
     let mut config = DeviceConfig::new("q-1", Version::V1_1);
     config.queue_mode = true;
     config.queue = QueueTiming {
@@ -535,7 +470,7 @@ async fn a_request_for_a_sleeping_device_is_delayed() {
     // The answer comes as a REQUEST_RESPONSE event once the device wakes up.
     let outcome = tokio::time::timeout(Duration::from_secs(20), async {
         loop {
-            let (name, data) = next_event(&mut events).await;
+            let (name, data) = events.next_json().await;
             if name == "REQUEST_RESPONSE" && data["requestId"] == json!(request_id) {
                 return data;
             }

@@ -4,69 +4,34 @@
 //! `CoapMessage` shape.
 
 mod fleet;
+mod http_client;
 mod udp_device;
 
 use std::net::SocketAddr;
 use std::time::Duration;
 
 use fleet::TempDir;
+use http_client::Sse;
 use serde_json::Value as Json;
 use steward::config::Config;
 use steward::dm::{DownlinkRequest, DownlinkResponse};
 use steward::runtime;
 use steward_client::DeviceConfig;
 use steward_objects::{Path, Version};
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Lines};
-use tokio::net::TcpStream;
 
 const WAIT: Duration = Duration::from_secs(15);
 
-type SseLines = Lines<BufReader<TcpStream>>;
-
 /// An SSE stream on `target`, past its response head.
-async fn sse(http: SocketAddr, target: &str) -> SseLines {
-    let mut stream = TcpStream::connect(http).await.expect("connect");
-    let request =
-        format!("GET {target} HTTP/1.1\r\nHost: steward\r\nAccept: text/event-stream\r\n\r\n");
-    stream.write_all(request.as_bytes()).await.expect("send");
-    let mut lines = BufReader::new(stream).lines();
-    let status = lines
-        .next_line()
-        .await
-        .expect("read")
-        .expect("a status line");
-    assert!(status.starts_with("HTTP/1.1 200"), "{status}");
-    while let Some(line) = lines.next_line().await.expect("read") {
-        if line.is_empty() {
-            break;
-        }
-    }
-    lines
-}
-
-/// The next event's name and JSON data (comments and chunk-size lines skipped).
-async fn next_event(lines: &mut SseLines) -> (String, Json) {
-    let read = async {
-        let mut name = String::new();
-        while let Some(line) = lines.next_line().await.expect("read") {
-            if let Some(n) = line.strip_prefix("event:") {
-                name = n.trim().to_owned();
-            } else if let Some(d) = line.strip_prefix("data:") {
-                let data = serde_json::from_str(d.trim()).expect("JSON event data");
-                return (name, data);
-            }
-        }
-        panic!("the event stream ended");
-    };
-    tokio::time::timeout(WAIT, read)
-        .await
-        .expect("an event in time")
+async fn sse(http: SocketAddr, target: &str) -> Sse {
+    let mut sse = Sse::open(http, target).await;
+    sse.timeout = WAIT;
+    sse
 }
 
 /// The next COAPLOG that `want` accepts.
-async fn next_coaplog(lines: &mut SseLines, want: impl Fn(&Json) -> bool) -> Json {
+async fn next_coaplog(lines: &mut Sse, want: impl Fn(&Json) -> bool) -> Json {
     loop {
-        let (name, data) = next_event(lines).await;
+        let (name, data) = lines.next_json().await;
         if name == "COAPLOG" && want(&data) {
             return data;
         }

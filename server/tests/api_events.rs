@@ -5,12 +5,14 @@
 //! the server still shuts down with the streams open; a configured token is required.
 
 mod fleet;
+mod http_client;
 mod udp_device;
 
 use std::net::SocketAddr;
 use std::time::Duration;
 
 use fleet::TempDir;
+use http_client::{Request, Sse};
 use serde_json::Value as Json;
 use steward::config::{Config, HttpToken};
 use steward::devices::DeviceEvent;
@@ -18,8 +20,7 @@ use steward::dm::{DownlinkRequest, DownlinkResponse};
 use steward::runtime::{self, RunningServer};
 use steward_client::DeviceConfig;
 use steward_objects::{Path, Value, Version};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
+use tokio::io::AsyncReadExt;
 
 const WAIT: Duration = Duration::from_secs(15);
 
@@ -37,140 +38,29 @@ async fn server(name: &str, token: Option<&str>) -> (TempDir, RunningServer, Soc
     (dir, server, http)
 }
 
-/// A plain HTTP/1.1 GET: status, headers (lower-case names) and body.
+/// A plain HTTP/1.1 GET: status, head (all lower-case) and body.
 async fn get(http: SocketAddr, target: &str, token: Option<&str>) -> (u16, String, String) {
-    let mut s = TcpStream::connect(http).await.expect("connect");
-    let auth = token.map_or_else(String::new, |t| format!("Authorization: Bearer {t}\r\n"));
-    let req = format!("GET {target} HTTP/1.1\r\nHost: steward\r\n{auth}Connection: close\r\n\r\n");
-    s.write_all(req.as_bytes()).await.expect("send");
-    let mut raw = Vec::new();
-    tokio::time::timeout(WAIT, s.read_to_end(&mut raw))
-        .await
-        .expect("answer in time")
-        .expect("read");
-    let text = String::from_utf8_lossy(&raw).into_owned();
-    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-    let status = head
-        .split(' ')
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
-    let body = if head
-        .to_ascii_lowercase()
-        .contains("transfer-encoding: chunked")
-    {
-        dechunk(body.as_bytes()).0
-    } else {
-        body.to_owned()
-    };
-    (status, head.to_ascii_lowercase(), body)
+    let reply = Request::get(target)
+        .bearer(token)
+        .timeout(WAIT)
+        .send(http)
+        .await;
+    (reply.status, reply.head_lower(), reply.text())
 }
 
-/// Decodes the complete chunks at the start of `raw`: (text, bytes consumed).
-fn dechunk(raw: &[u8]) -> (String, usize) {
-    let mut out = Vec::new();
-    let mut at = 0;
-    loop {
-        let rest = &raw[at..];
-        let Some(eol) = rest.windows(2).position(|w| w == b"\r\n") else {
-            break;
-        };
-        let size = std::str::from_utf8(&rest[..eol])
-            .ok()
-            .and_then(|s| usize::from_str_radix(s.trim(), 16).ok());
-        let Some(size) = size else { break };
-        let end = eol + 2 + size + 2;
-        if rest.len() < end {
-            break;
-        }
-        out.extend_from_slice(&rest[eol + 2..eol + 2 + size]);
-        at += end;
-        if size == 0 {
-            break;
-        }
-    }
-    (String::from_utf8_lossy(&out).into_owned(), at)
-}
-
-/// An event-stream client reading server-sent events over a raw HTTP/1.1 connection.
-struct Sse {
-    stream: TcpStream,
-    raw: Vec<u8>,
-    text: String,
+/// An open event stream that waits [`WAIT`] for each event.
+async fn open(http: SocketAddr, target: &str) -> Sse {
+    let mut sse = Sse::open(http, target).await;
+    sse.timeout = WAIT;
+    sse
 }
 
 impl Sse {
-    async fn open(http: SocketAddr, target: &str) -> Sse {
-        let mut stream = TcpStream::connect(http).await.expect("connect");
-        let req =
-            format!("GET {target} HTTP/1.1\r\nHost: steward\r\nAccept: text/event-stream\r\n\r\n");
-        stream.write_all(req.as_bytes()).await.expect("send");
-        let mut sse = Sse {
-            stream,
-            raw: Vec::new(),
-            text: String::new(),
-        };
-        // The headers: once they are here the handler has subscribed.
-        let head = tokio::time::timeout(WAIT, async {
-            loop {
-                if let Some(end) = sse.raw.windows(4).position(|w| w == b"\r\n\r\n") {
-                    let head = String::from_utf8_lossy(&sse.raw[..end]).to_ascii_lowercase();
-                    sse.raw.drain(..end + 4);
-                    return head;
-                }
-                sse.fill().await;
-            }
-        })
-        .await
-        .expect("headers in time");
-        assert!(head.starts_with("http/1.1 200"), "{head}");
-        assert!(head.contains("content-type: text/event-stream"), "{head}");
-        sse
-    }
-
-    async fn fill(&mut self) {
-        let mut buf = [0u8; 4096];
-        let n = self.stream.read(&mut buf).await.expect("read");
-        assert!(n > 0, "the stream ended");
-        self.raw.extend_from_slice(&buf[..n]);
-        let (text, used) = dechunk(&self.raw);
-        self.raw.drain(..used);
-        self.text.push_str(&text);
-    }
-
-    /// The next named event (comments skipped): name and parsed JSON data.
-    async fn next_event(&mut self) -> (String, Json) {
-        tokio::time::timeout(WAIT, async {
-            loop {
-                while let Some(end) = self.text.find("\n\n") {
-                    let block: String = self.text.drain(..end + 2).collect();
-                    let mut name = None;
-                    let mut data = String::new();
-                    for line in block.lines() {
-                        if let Some(n) = line.strip_prefix("event:") {
-                            name = Some(n.trim().to_owned());
-                        } else if let Some(d) = line.strip_prefix("data:") {
-                            data.push_str(d.strip_prefix(' ').unwrap_or(d));
-                        }
-                    }
-                    if let Some(name) = name {
-                        let json = serde_json::from_str(&data)
-                            .unwrap_or_else(|e| panic!("{name} data {data:?}: {e}"));
-                        return (name, json);
-                    }
-                }
-                self.fill().await;
-            }
-        })
-        .await
-        .expect("an event in time")
-    }
-
     /// The next event, which must be `name`. COAPLOG events (produced while an `?ep=` stream
     /// is open, see api_coaplog.rs) are skipped.
     async fn expect(&mut self, name: &str) -> Json {
         let (got, data) = loop {
-            let (got, data) = self.next_event().await;
+            let (got, data) = self.next_json().await;
             if got != "COAPLOG" {
                 break (got, data);
             }
@@ -206,10 +96,10 @@ async fn event_stream_follows_a_device_and_metrics_move() {
 
     // One reader that never reads, one filtered on the device, one on another endpoint,
     // one unfiltered.
-    let _stalled = Sse::open(http, "/api/event").await;
-    let mut mine = Sse::open(http, "/api/event?ep=ev-1").await;
-    let other = Sse::open(http, "/api/event?ep=someone-else").await;
-    let mut all = Sse::open(http, "/api/event").await;
+    let _stalled = open(http, "/api/event").await;
+    let mut mine = open(http, "/api/event?ep=ev-1").await;
+    let other = open(http, "/api/event?ep=someone-else").await;
+    let mut all = open(http, "/api/event").await;
 
     let device = udp_device::registered_device(
         server.coap_addr(),
@@ -294,7 +184,7 @@ async fn event_stream_follows_a_device_and_metrics_move() {
     // The unfiltered reader saw everything, in order.
     let mut names = Vec::new();
     while names.last().map(String::as_str) != Some("DEREGISTRATION") {
-        names.push(all.next_event().await.0);
+        names.push(all.next_json().await.0);
     }
     assert!(names.iter().any(|n| n == "NOTIFICATION"), "{names:?}");
     // The other endpoint's stream got nothing but keep-alives: its buffer has no event.
@@ -331,28 +221,9 @@ async fn a_configured_token_is_required_on_every_route() {
     assert_eq!(status, 200, "{body}");
     // 401s are counted too.
     assert!(body.contains("status=\"401\""), "{body}");
-    let _events = Sse::open_with_token(http, "s3cret").await;
+    let _events = Sse::open_with(http, "/api/event", Some("s3cret")).await;
     tokio::time::timeout(Duration::from_secs(10), server.shutdown())
         .await
         .expect("shutdown in time")
         .expect("shutdown");
-}
-
-impl Sse {
-    async fn open_with_token(http: SocketAddr, token: &str) -> TcpStream {
-        let mut stream = TcpStream::connect(http).await.expect("connect");
-        let req = format!(
-            "GET /api/event HTTP/1.1\r\nHost: steward\r\nAuthorization: Bearer {token}\r\n\
-             Accept: text/event-stream\r\n\r\n"
-        );
-        stream.write_all(req.as_bytes()).await.expect("send");
-        let mut buf = [0u8; 1024];
-        let n = tokio::time::timeout(WAIT, stream.read(&mut buf))
-            .await
-            .expect("headers in time")
-            .expect("read");
-        let head = String::from_utf8_lossy(&buf[..n]).to_ascii_lowercase();
-        assert!(head.starts_with("http/1.1 200"), "{head}");
-        stream
-    }
 }

@@ -6,12 +6,14 @@
 #![allow(clippy::unwrap_used)] // test code: a panic is the failure report
 
 mod fleet;
+mod http_client;
 mod udp_device;
 
 use std::net::SocketAddr;
 use std::time::Duration;
 
 use fleet::TempDir;
+use http_client::Request;
 use steward::config::Config;
 use steward::dm::{DownlinkRequest, DownlinkResponse};
 use steward::runtime::{self, RunningServer};
@@ -32,24 +34,11 @@ async fn server(name: &str) -> (TempDir, RunningServer, SocketAddr) {
     (dir, server, http)
 }
 
-/// One HTTP/1.1 exchange with `Connection: close`: `(status, body)`, or `None` when the
-/// server closed without an answer.
+/// One raw HTTP/1.1 exchange (`head` as given, e.g. malformed): `(status, body)`, or `None`
+/// when the server closed without an answer.
 async fn exchange(addr: SocketAddr, head: &str, body: &[u8]) -> Option<(u16, String)> {
-    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
-    // A peer may answer and close before reading everything: ignore write errors.
-    let _ = stream.write_all(head.as_bytes()).await;
-    let _ = stream.write_all(body).await;
-    let mut raw = Vec::new();
-    let _ = tokio::time::timeout(Duration::from_secs(30), stream.read_to_end(&mut raw))
-        .await
-        .expect("an answer or a close in time");
-    let split = raw.windows(4).position(|w| w == b"\r\n\r\n")?;
-    let headers = String::from_utf8_lossy(&raw[..split]).into_owned();
-    let status = headers.split(' ').nth(1)?.parse().ok()?;
-    Some((
-        status,
-        String::from_utf8_lossy(&raw[split + 4..]).into_owned(),
-    ))
+    let reply = http_client::exchange(addr, head.as_bytes(), body, http_client::TIMEOUT).await?;
+    Some((reply.status, reply.text()))
 }
 
 async fn http(
@@ -59,14 +48,11 @@ async fn http(
     content_type: &str,
     body: &[u8],
 ) -> (u16, String) {
-    let head = format!(
-        "{method} {target} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\
-         Content-Type: {content_type}\r\nContent-Length: {}\r\n\r\n",
-        body.len()
-    );
-    exchange(addr, &head, body)
-        .await
-        .unwrap_or_else(|| panic!("{method} {target}: no answer"))
+    let reply = Request::new(method, target)
+        .body(content_type, body)
+        .send(addr)
+        .await;
+    (reply.status, reply.text())
 }
 
 async fn get(addr: SocketAddr, target: &str) -> (u16, String) {

@@ -4,14 +4,16 @@
 
 #![allow(clippy::unwrap_used)] // test code: a panic is the failure report
 
+mod http_client;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::path::Path;
 
+use http_client::{Request, Sse};
 use serde_json::Value;
 use steward::config::Config;
 use steward::runtime;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const METHODS: [&str; 5] = ["get", "put", "post", "delete", "patch"];
 
@@ -297,33 +299,14 @@ fn every_registered_route_is_documented_and_nothing_else() {
 }
 
 /// One HTTP/1.1 request with `Connection: close`: (status, body). For an event stream, only
-/// the status line is read.
+/// the head is read.
 async fn get(addr: SocketAddr, path: &str, stream_only_head: bool) -> (u16, Vec<u8>) {
-    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let accept = if stream_only_head {
-        "text/event-stream"
-    } else {
-        "*/*"
-    };
-    let head = format!(
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nAccept: {accept}\r\n\r\n"
-    );
-    stream.write_all(head.as_bytes()).await.unwrap();
-    let mut raw = Vec::new();
     if stream_only_head {
-        let mut buf = [0u8; 1024];
-        while !raw.windows(4).any(|w| w == b"\r\n\r\n") {
-            let n = stream.read(&mut buf).await.unwrap();
-            assert!(n > 0, "{path}: closed before the headers");
-            raw.extend_from_slice(&buf[..n]);
-        }
-    } else {
-        stream.read_to_end(&mut raw).await.unwrap();
+        let stream = Sse::connect(addr, path, None).await;
+        return (stream.head.status, stream.text.into_bytes());
     }
-    let split = raw.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
-    let status_line = String::from_utf8_lossy(&raw[..split]).into_owned();
-    let status: u16 = status_line.split(' ').nth(1).unwrap().parse().unwrap();
-    (status, raw[split + 4..].to_vec())
+    let reply = Request::get(path).header("Accept", "*/*").send(addr).await;
+    (reply.status, reply.body)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
