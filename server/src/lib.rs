@@ -30,3 +30,4 @@ pub mod runtime;
 pub mod security_cli;
 pub mod store;
 pub mod tls;
+mod uri_query;

@@ -21,6 +21,7 @@ use steward_coap::message::{Method, Request, option};
 
 use super::error::BootstrapError;
 use crate::registry::PeerIdentity;
+use crate::uri_query::{Query, QueryError};
 
 /// The Uri-Path of the Bootstrap-Request (and of Bootstrap-Finish, server to client).
 pub const BS: &str = "bs";
@@ -195,45 +196,16 @@ fn clip(s: &str) -> String {
     s.chars().take(64).collect()
 }
 
-/// The Uri-Query options as `name[=value]` pairs, in order.
-struct Query<'a>(Vec<(&'a str, Option<&'a str>)>);
-
-impl<'a> Query<'a> {
-    fn of(request: &'a Request) -> Result<Query<'a>, BootstrapError> {
-        let raw = request.options.uri_query().ok_or(BootstrapError::NotUtf8)?;
-        Ok(Query(
-            raw.into_iter()
-                .map(|p| match p.split_once('=') {
-                    Some((n, v)) => (n, Some(v)),
-                    None => (p, None),
-                })
-                .collect(),
-        ))
-    }
-
-    /// A parameter that needs a non-empty value; 4.00 when repeated or empty.
-    fn value(&self, name: &'static str) -> Result<Option<&'a str>, BootstrapError> {
-        let mut found = self.0.iter().filter(|(n, _)| *n == name).map(|(_, v)| *v);
-        let first = found.next();
-        if found.next().is_some() {
-            return Err(BootstrapError::DuplicateParameter(name));
-        }
-        match first {
-            None => Ok(None),
-            Some(Some(v)) if !v.is_empty() => Ok(Some(v)),
-            Some(v) => Err(BootstrapError::BadValue {
+impl From<QueryError<'_>> for BootstrapError {
+    fn from(e: QueryError<'_>) -> BootstrapError {
+        match e {
+            QueryError::NotUtf8 => BootstrapError::NotUtf8,
+            QueryError::Duplicate(name) => BootstrapError::DuplicateParameter(name),
+            QueryError::BadValue { name, value } => BootstrapError::BadValue {
                 name,
-                value: clip(v.unwrap_or("")),
-            }),
+                value: clip(value),
+            },
         }
-    }
-
-    fn extra(&self, known: &[&str]) -> Vec<(String, Option<String>)> {
-        self.0
-            .iter()
-            .filter(|(n, _)| !known.contains(n))
-            .map(|(n, v)| ((*n).to_owned(), v.map(str::to_owned)))
-            .collect()
     }
 }
 

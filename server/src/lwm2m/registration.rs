@@ -32,6 +32,7 @@ use steward_objects::link::ObjectLinks;
 use super::binding::Binding;
 use super::error::RegistrationError;
 use crate::registry::Lwm2mVersion;
+use crate::uri_query::{Query, QueryError};
 
 /// The first Uri-Path segment of the Registration interface (and of our Location-Paths).
 pub const RD: &str = "rd";
@@ -247,7 +248,7 @@ fn parse_register(request: &Request) -> Result<RegisterRequest, RegistrationErro
     }
     Ok(RegisterRequest {
         endpoint,
-        lifetime: query.lifetime()?,
+        lifetime: lifetime(&query)?,
         version,
         binding,
         queue: query.flag("Q")?,
@@ -271,7 +272,7 @@ fn parse_update(id: &str, request: &Request) -> Result<UpdateRequest, Registrati
     };
     Ok(UpdateRequest {
         id: id.to_owned(),
-        lifetime: query.lifetime()?,
+        lifetime: lifetime(&query)?,
         binding,
         queue: query.flag("Q")?,
         sms: query.value("sms")?.map(str::to_owned),
@@ -321,83 +322,34 @@ fn clip(s: &str) -> String {
     s.chars().take(32).collect()
 }
 
-/// The Uri-Query options as `name[=value]` pairs, in order.
-struct Query<'a>(Vec<(&'a str, Option<&'a str>)>);
-
-impl<'a> Query<'a> {
-    fn of(request: &'a Request) -> Result<Query<'a>, RegistrationError> {
-        let raw = request
-            .options
-            .uri_query()
-            .ok_or(RegistrationError::NotUtf8)?;
-        Ok(Query(
-            raw.into_iter()
-                .map(|p| match p.split_once('=') {
-                    Some((n, v)) => (n, Some(v)),
-                    None => (p, None),
-                })
-                .collect(),
-        ))
-    }
-
-    /// `None` when absent, `Some(value)` when present once; 4.00 when repeated.
-    fn single(&self, name: &'static str) -> Result<Option<Option<&'a str>>, RegistrationError> {
-        let mut found = self.0.iter().filter(|(n, _)| *n == name).map(|(_, v)| *v);
-        let first = found.next();
-        if found.next().is_some() {
-            return Err(RegistrationError::DuplicateParameter(name));
-        }
-        Ok(first)
-    }
-
-    /// A parameter that needs a non-empty value (`ep=`, `b=`, `sms=`, `pid=`).
-    fn value(&self, name: &'static str) -> Result<Option<&'a str>, RegistrationError> {
-        match self.single(name)? {
-            None => Ok(None),
-            Some(Some(v)) if !v.is_empty() => Ok(Some(v)),
-            Some(v) => Err(RegistrationError::BadValue {
+impl From<QueryError<'_>> for RegistrationError {
+    fn from(e: QueryError<'_>) -> RegistrationError {
+        match e {
+            QueryError::NotUtf8 => RegistrationError::NotUtf8,
+            QueryError::Duplicate(name) => RegistrationError::DuplicateParameter(name),
+            QueryError::BadValue { name, value } => RegistrationError::BadValue {
                 name,
-                value: clip(v.unwrap_or("")),
-            }),
+                value: clip(value),
+            },
         }
     }
+}
 
-    /// A parameter without a value (`Q`).
-    fn flag(&self, name: &'static str) -> Result<bool, RegistrationError> {
-        match self.single(name)? {
-            None => Ok(false),
-            Some(None) => Ok(true),
-            Some(Some(v)) => Err(RegistrationError::BadValue {
-                name,
-                value: clip(v),
-            }),
-        }
-    }
-
-    /// `lt`: decimal seconds that fit 32 bits (the Server object's Lifetime is an integer).
-    fn lifetime(&self) -> Result<Option<u32>, RegistrationError> {
-        let Some(v) = self.value("lt")? else {
-            return Ok(None);
-        };
-        // `u32::from_str` also takes `+5`; the parameter is digits only.
-        v.bytes()
-            .all(|b| b.is_ascii_digit())
-            .then(|| v.parse().ok())
-            .flatten()
-            .map(Some)
-            .ok_or_else(|| RegistrationError::BadValue {
-                name: "lt",
-                value: clip(v),
-            })
-    }
-
-    fn extra(&self, known: &[&str]) -> Vec<(String, Option<String>)> {
-        self.0
-            .iter()
-            .filter(|(n, _)| !known.contains(n))
-            .map(|(n, v)| ((*n).to_owned(), v.map(str::to_owned)))
-            .collect()
-    }
+/// `lt`: decimal seconds that fit 32 bits (the Server object's Lifetime is an integer).
+fn lifetime(query: &Query<'_>) -> Result<Option<u32>, RegistrationError> {
+    let Some(v) = query.value("lt")? else {
+        return Ok(None);
+    };
+    // `u32::from_str` also takes `+5`; the parameter is digits only.
+    v.bytes()
+        .all(|b| b.is_ascii_digit())
+        .then(|| v.parse().ok())
+        .flatten()
+        .map(Some)
+        .ok_or_else(|| RegistrationError::BadValue {
+            name: "lt",
+            value: clip(v),
+        })
 }
 
 #[cfg(test)]
