@@ -506,19 +506,27 @@ impl<P: Copy + Eq + Hash + Ord + Debug> SimDevice<P> {
         }
         self.bootstrap.stop();
         self.est_session = None;
-        if let Some(account) = account {
-            if let Some((config, job)) = self.est_job(&account) {
-                if !self.start_est(config, job, account.clone(), AfterEst::Start) {
-                    // Nobody to enrol with or to ask about the server certificate: fail
-                    // closed, and stay so until the next start.
-                    self.events
-                        .push_back(DeviceEvent::ServerCertificateRejected {
-                            reason: RejectReason::NoResponder,
-                            retry_in: Duration::ZERO,
-                        });
-                }
-                return;
+        if let Some(account) = &account
+            && let Some((config, job)) = self.est_job(account)
+        {
+            if !self.start_est(config, job, account.clone(), AfterEst::Start) {
+                // Nobody to enrol with or to ask about the server certificate: fail
+                // closed, and stay so until the next start.
+                self.events
+                    .push_back(DeviceEvent::ServerCertificateRejected {
+                        reason: RejectReason::NoResponder,
+                        retry_in: Duration::ZERO,
+                    });
             }
+            return;
+        }
+        self.register_with(account.as_ref());
+    }
+
+    /// Registers (or resumes a persisted registration) with `account`'s server, or with the
+    /// configured server when there is no account.
+    fn register_with(&mut self, account: Option<&ServerAccount>) {
+        if let Some(account) = account {
             self.device.use_server(account.ssid);
             if let Some(peer) = self.peer_of(&account.uri) {
                 self.server = peer;
@@ -651,16 +659,7 @@ impl<P: Copy + Eq + Hash + Ord + Debug> SimDevice<P> {
         }
         match run.then {
             AfterEst::Bootstrapped => self.connect(now, account),
-            AfterEst::Start => {
-                self.device.use_server(account.ssid);
-                if let Some(peer) = self.peer_of(&account.uri) {
-                    self.server = peer;
-                }
-                match self.resume.take() {
-                    Some(location) => self.registration.resume(location),
-                    None => self.registration.start(),
-                }
-            }
+            AfterEst::Start => self.register_with(Some(&account)),
             AfterEst::Reenrolled => {
                 self.resume = None;
                 self.registration = Registration::new(registration_config(&self.device));
