@@ -1081,3 +1081,14 @@ impl Devices {
         &self.hub.counters
     }
 }
+
+impl Devices {
+    /// Adds object models (plugins' objects) to those requests and answers are typed with.
+    /// A model already there is replaced by the new version of the same object.
+    pub fn add_models(&self, models: Vec<steward_objects::ObjectModel>) {
+        let mut st = self.hub.lock_state();
+        for model in models {
+            st.dm.models_mut().insert(model);
+        }
+    }
+}

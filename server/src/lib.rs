@@ -25,6 +25,7 @@ pub mod lwm2m;
 pub mod observation;
 pub mod pki;
 pub mod pki_cli;
+pub mod plugins;
 pub mod registry;
 pub mod runtime;
 pub mod security_cli;

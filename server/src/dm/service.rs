@@ -221,6 +221,11 @@ impl DeviceRequests {
         &self.models
     }
 
+    /// For models learnt after start (plugins loaded or reloaded).
+    pub fn models_mut(&mut self) -> &mut ModelRegistry {
+        &mut self.models
+    }
+
     /// Builds `request` for `endpoint` and sends or queues it. `timeout` covers the whole
     /// life of the request, time spent queued included.
     pub fn send(

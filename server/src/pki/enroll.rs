@@ -296,3 +296,42 @@ fn now() -> Result<u64, EstRefusal> {
 fn internal(e: impl Into<PkiError>) -> EstRefusal {
     EstRefusal::Internal(e.into().to_string())
 }
+
+impl PkiService {
+    /// Issues a certificate for a plugin's `certificate-issue` host call. The CSR's signature
+    /// is checked (proof of possession) and its common name becomes the subject; the
+    /// issuance is recorded like an EST one and audited under the plugin's name.
+    pub fn issue_for_plugin(
+        &self,
+        plugin: &str,
+        csr_der: &[u8],
+        profile_name: &str,
+    ) -> Result<Vec<u8>, EstRefusal> {
+        let now = now()?;
+        let csr = self.parse_csr(csr_der)?;
+        let cn = csr
+            .common_name()
+            .ok_or_else(|| EstRefusal::BadRequest("CSR subject has no common name".into()))?
+            .to_owned();
+        let profile = self
+            .profile(profile_name)
+            .map_err(|e| EstRefusal::BadRequest(e.to_string()))?;
+        let params = IssueParams::new(serial()?, now)
+            .with_subject_cn(&cn)
+            .map_err(internal)?;
+        let issued = self
+            .inner
+            .ca
+            .issue(&csr, &profile, params)
+            .map_err(internal)?;
+        self.record(&issued, &cn, profile_name, now)?;
+        tracing::info!(
+            target: "steward::audit",
+            plugin,
+            endpoint = %cn,
+            profile = profile_name,
+            "certificate issued at a plugin's request"
+        );
+        Ok(issued.der)
+    }
+}

@@ -31,9 +31,11 @@
 
 mod bootstrap;
 mod pki;
+mod plugins;
 mod sled_store;
 
 pub use bootstrap::{BOOTSTRAP_RECORD_FORMAT, BootstrapRecord};
+pub use plugins::{PluginKvWrite, PluginTimer};
 pub use sled_store::{Durability, SledStore, VerifyReport};
 
 use std::fmt;

@@ -897,7 +897,7 @@ impl GroupCommit {
     }
 }
 
-fn from_sled(e: sled::Error) -> StoreError {
+pub(super) fn from_sled(e: sled::Error) -> StoreError {
     match e {
         sled::Error::Io(io) => StoreError::Io(io),
         sled::Error::Corruption { at, bt: _ } => StoreError::Corrupt(match at {

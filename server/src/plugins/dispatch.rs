@@ -1,0 +1,690 @@
+//! The asynchronous side of the plugin host: what happens to devices becomes events for the
+//! plugins that own the objects involved, and the effects plugins return are carried out.
+//!
+//! ```text
+//!  Devices::events ─┐                          per plugin, in order:
+//!  bootstrap  ──────┼─► route ─► queue(plugin) ─► call (blocking pool, fresh instance)
+//!  timers, API ─────┘                 ▲           ─► key-value writes (one batch, fsync)
+//!                                     │           ─► requests, audit, API events, timers
+//!                  Response events ───┘ (when a request's outcome arrives)
+//! ```
+//!
+//! Each plugin has one queue and one worker, so a plugin sees its events one at a time and
+//! in order: its key-value reads always see the writes of the events before. A plugin that is
+//! slow or stuck delays only itself; a full queue drops device events (logged and counted)
+//! and answers operator commands with "busy".
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use steward_objects::link::ObjectLinks;
+use steward_objects::{Path, TimestampedNodes};
+use tokio::sync::{broadcast, mpsc, oneshot, watch};
+
+use super::bindings::steward::plugin::types::{
+    BootstrapRequest, Command, Device, Entry, Event, EventKinds, Notification, RequestError,
+    Response, ResponseBody, SendData, Timer,
+};
+use super::convert;
+use super::effects::{Action, PlannedRequest};
+use super::host::{EventFailure, LoadReport, LoadedPlugin, PluginHost};
+use crate::devices::{DeviceEvent, DeviceEvents, Devices};
+use crate::dm::{DmError, DownlinkRequest, DownlinkResponse, Ticket};
+use crate::store::PluginTimer;
+
+/// Events waiting per plugin before device events are dropped.
+const QUEUE: usize = 1024;
+/// How long a plugin's device request may take, queueing for a sleeping device included.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// An event for the API's stream (`PLUGIN`).
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct PluginApiEvent {
+    pub plugin: String,
+    pub kind: String,
+    pub data: serde_json::Value,
+}
+
+/// A device asked the bootstrap server for its configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BootstrapRequested {
+    pub endpoint: String,
+    /// `coap` or `coaps`.
+    pub transport: &'static str,
+}
+
+/// Why an operator command got no answer.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CommandError {
+    #[error("no plugin named {0:?} is loaded")]
+    NoSuchPlugin(String),
+    #[error("plugin {0} does not take commands")]
+    NoCommands(String),
+    #[error("plugin {0} has too many events waiting; try again")]
+    Busy(String),
+    #[error("plugin {0} did not answer in time")]
+    Timeout(String),
+    #[error(transparent)]
+    Failed(#[from] EventFailure),
+}
+
+struct Job {
+    event: Event,
+    reply: Option<oneshot::Sender<Result<Option<serde_json::Value>, EventFailure>>>,
+}
+
+/// Counters for the metrics endpoint and the benchmarks.
+#[derive(Debug, Default)]
+pub struct DispatchCounters {
+    pub events: AtomicU64,
+    pub dropped: AtomicU64,
+    pub requests: AtomicU64,
+}
+
+struct Inner {
+    host: Arc<PluginHost>,
+    devices: Devices,
+    queues: Mutex<HashMap<String, mpsc::Sender<Job>>>,
+    api_events: broadcast::Sender<PluginApiEvent>,
+    timers: Mutex<HashMap<(String, String), tokio::task::AbortHandle>>,
+    /// Observations plugins made: ticket → (plugin, correlation).
+    observations: Mutex<HashMap<Ticket, (String, String)>>,
+    /// Which plugins were told a device registered (so they hear when it goes).
+    seen: Mutex<HashMap<String, Vec<String>>>,
+    counters: DispatchCounters,
+}
+
+/// The running dispatcher. Cheap to clone.
+#[derive(Clone)]
+pub struct Dispatcher {
+    inner: Arc<Inner>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+fn unix_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+impl Dispatcher {
+    /// Starts routing `devices`' events and bootstrap requests to the plugins of `host`, and
+    /// re-arms the timers stored by the previous run. Needs a tokio runtime.
+    pub fn start(
+        host: Arc<PluginHost>,
+        devices: Devices,
+        bootstrap: Option<broadcast::Receiver<BootstrapRequested>>,
+        stop: watch::Receiver<bool>,
+    ) -> Dispatcher {
+        let (api_events, _) = broadcast::channel(1024);
+        let dispatcher = Dispatcher {
+            inner: Arc::new(Inner {
+                host,
+                devices: devices.clone(),
+                queues: Mutex::new(HashMap::new()),
+                api_events,
+                timers: Mutex::new(HashMap::new()),
+                observations: Mutex::new(HashMap::new()),
+                seen: Mutex::new(HashMap::new()),
+                counters: DispatchCounters::default(),
+            }),
+        };
+        // Devices registered before this start (restored from the store) are known to the
+        // plugins that own their objects, so their deregistration reaches them.
+        for r in devices.registrations() {
+            let owners = dispatcher.inner.owners_of_links(&r.object_links);
+            if !owners.is_empty() {
+                lock(&dispatcher.inner.seen).insert(r.endpoint.clone(), owners);
+            }
+        }
+        tokio::spawn(Arc::clone(&dispatcher.inner).device_events(devices.events(), stop.clone()));
+        if let Some(rx) = bootstrap {
+            tokio::spawn(Arc::clone(&dispatcher.inner).bootstrap_requests(rx, stop.clone()));
+        }
+        dispatcher.inner.restore_timers();
+        dispatcher
+    }
+
+    pub fn host(&self) -> &Arc<PluginHost> {
+        &self.inner.host
+    }
+
+    pub fn counters(&self) -> &DispatchCounters {
+        &self.inner.counters
+    }
+
+    /// The plugins' events for the API stream.
+    pub fn api_events(&self) -> broadcast::Receiver<PluginApiEvent> {
+        self.inner.api_events.subscribe()
+    }
+
+    /// Reloads the plugin directory, then gives the device-management service the models of
+    /// the objects the new set owns.
+    pub async fn reload(&self) -> LoadReport {
+        let host = Arc::clone(&self.inner.host);
+        let report = tokio::task::spawn_blocking(move || host.load())
+            .await
+            .unwrap_or_else(|e| LoadReport {
+                loaded: Vec::new(),
+                refused: vec![super::host::Refusal {
+                    file: String::new(),
+                    reason: format!("reload task failed: {e}"),
+                }],
+            });
+        self.inner.devices.add_models(self.inner.host.models());
+        report
+    }
+
+    /// Sends an operator command to `plugin` and waits for its reply (`None`: the plugin
+    /// handled it without a `reply` effect).
+    pub async fn command(
+        &self,
+        plugin: &str,
+        name: &str,
+        argument: &serde_json::Value,
+    ) -> Result<Option<serde_json::Value>, CommandError> {
+        let routing = self.inner.host.routing();
+        let Some(p) = routing.get(plugin) else {
+            return Err(CommandError::NoSuchPlugin(plugin.to_owned()));
+        };
+        if !p.info.events.contains(EventKinds::COMMAND) {
+            return Err(CommandError::NoCommands(plugin.to_owned()));
+        }
+        let (tx, rx) = oneshot::channel();
+        let job = Job {
+            event: Event::Command(Command {
+                name: name.to_owned(),
+                argument: argument.to_string(),
+            }),
+            reply: Some(tx),
+        };
+        if !self.inner.enqueue(plugin, job) {
+            return Err(CommandError::Busy(plugin.to_owned()));
+        }
+        let wait = self.inner.host.config().limits.deadline + Duration::from_secs(30);
+        match tokio::time::timeout(wait, rx).await {
+            Ok(Ok(result)) => Ok(result?),
+            _ => Err(CommandError::Timeout(plugin.to_owned())),
+        }
+    }
+}
+
+impl Inner {
+    /// Queues `job` for `plugin`, starting its worker on first use. False when the queue is
+    /// full.
+    fn enqueue(self: &Arc<Self>, plugin: &str, job: Job) -> bool {
+        let mut queues = lock(&self.queues);
+        let tx = queues.entry(plugin.to_owned()).or_insert_with(|| {
+            let (tx, rx) = mpsc::channel(QUEUE);
+            tokio::spawn(Arc::clone(self).worker(plugin.to_owned(), rx));
+            tx
+        });
+        match tx.try_send(job) {
+            Ok(()) => {
+                self.counters.events.fetch_add(1, Ordering::Relaxed);
+                true
+            }
+            Err(_) => {
+                self.counters.dropped.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(plugin, "plugin event queue full; event dropped");
+                false
+            }
+        }
+    }
+
+    fn send_event(self: &Arc<Self>, plugin: &str, event: Event) {
+        self.enqueue(plugin, Job { event, reply: None });
+    }
+
+    async fn worker(self: Arc<Self>, plugin: String, mut rx: mpsc::Receiver<Job>) {
+        while let Some(job) = rx.recv().await {
+            let result = self.run(&plugin, job.event).await;
+            if let Err(e) = &result
+                && job.reply.is_none()
+            {
+                tracing::debug!(plugin, error = %e, "plugin event not handled");
+            }
+            if let Some(reply) = job.reply {
+                let _ = reply.send(result);
+            }
+        }
+    }
+
+    /// One event: the call on the blocking pool (the current version of the plugin; a reload
+    /// while it runs does not disturb it), then its effects.
+    async fn run(
+        self: &Arc<Self>,
+        plugin: &str,
+        event: Event,
+    ) -> Result<Option<serde_json::Value>, EventFailure> {
+        let Some(loaded) = self.host.routing().get(plugin).cloned() else {
+            return Err(EventFailure::Host {
+                plugin: plugin.to_owned(),
+                reason: "not loaded".into(),
+            });
+        };
+        let host = Arc::clone(&self.host);
+        let call = {
+            let loaded = Arc::clone(&loaded);
+            tokio::task::spawn_blocking(move || host.call(&loaded, &event))
+        };
+        let planned = call.await.map_err(|e| EventFailure::Host {
+            plugin: plugin.to_owned(),
+            reason: format!("call task failed: {e}"),
+        })??;
+        if !planned.kv.is_empty() {
+            let Some(store) = self.host.store().cloned() else {
+                return Err(self.fail(plugin, "no key-value store in this host".into()));
+            };
+            let name = plugin.to_owned();
+            let kv = planned.kv;
+            let written = tokio::task::spawn_blocking(move || store.plugin_kv_apply(&name, &kv))
+                .await
+                .map_err(|e| e.to_string())
+                .and_then(|r| r.map_err(|e| e.to_string()));
+            if let Err(e) = written {
+                // Nothing else of the event is applied: its requests may rely on the state.
+                return Err(self.fail(plugin, format!("key-value write failed: {e}")));
+            }
+        }
+        for action in planned.actions {
+            self.apply(&loaded, action);
+        }
+        Ok(planned.reply)
+    }
+
+    fn fail(&self, plugin: &str, reason: String) -> EventFailure {
+        let failure = EventFailure::Host {
+            plugin: plugin.to_owned(),
+            reason,
+        };
+        self.host.record(plugin, &Err(failure.clone()));
+        failure
+    }
+
+    fn apply(self: &Arc<Self>, plugin: &Arc<LoadedPlugin>, action: Action) {
+        let name = plugin.name();
+        match action {
+            Action::Request(r) => {
+                self.counters.requests.fetch_add(1, Ordering::Relaxed);
+                tokio::spawn(Arc::clone(self).request(name.to_owned(), r));
+            }
+            Action::Audit {
+                action,
+                subject,
+                outcome,
+                detail,
+            } => {
+                tracing::info!(
+                    target: "steward::audit",
+                    plugin = name,
+                    action,
+                    subject,
+                    outcome,
+                    detail,
+                    "plugin decision"
+                );
+            }
+            Action::Emit { kind, data } => {
+                let _ = self.api_events.send(PluginApiEvent {
+                    plugin: name.to_owned(),
+                    kind,
+                    data,
+                });
+            }
+            Action::SetTimer { name: timer, after } => {
+                let due_ms =
+                    unix_ms().saturating_add(u64::try_from(after.as_millis()).unwrap_or(u64::MAX));
+                let record = PluginTimer {
+                    plugin: name.to_owned(),
+                    name: timer,
+                    due_ms,
+                };
+                if let Some(store) = self.host.store().cloned() {
+                    let r = record.clone();
+                    tokio::task::spawn_blocking(move || {
+                        if let Err(e) = store.plugin_timer_put(&r) {
+                            tracing::error!(plugin = %r.plugin, timer = %r.name, error = %e, "cannot store a plugin timer; it will not survive a restart");
+                        }
+                    });
+                }
+                self.schedule(record);
+            }
+            Action::CancelTimer(timer) => {
+                if let Some(handle) = lock(&self.timers).remove(&(name.to_owned(), timer.clone())) {
+                    handle.abort();
+                }
+                if let Some(store) = self.host.store().cloned() {
+                    let plugin = name.to_owned();
+                    tokio::task::spawn_blocking(move || {
+                        if let Err(e) = store.plugin_timer_remove(&plugin, &timer) {
+                            tracing::error!(plugin, timer, error = %e, "cannot remove a plugin timer");
+                        }
+                    });
+                }
+            }
+        }
+    }
+
+    /// Sends a plugin's request and hands the outcome back to it as a `response` event.
+    async fn request(self: Arc<Self>, plugin: String, r: PlannedRequest) {
+        let path = request_path(&r.request);
+        let cancels = matches!(r.request, DownlinkRequest::CancelObservation { .. });
+        let outcome = match self.devices.start(&r.endpoint, r.request, REQUEST_TIMEOUT) {
+            Err(e) => Err(e),
+            Ok(pending) => {
+                let ticket = pending.ticket();
+                let outcome = pending.outcome().await;
+                if let Ok(answer) = &outcome
+                    && answer.establishes_observation()
+                {
+                    lock(&self.observations)
+                        .insert(ticket, (plugin.clone(), r.correlation.clone()));
+                }
+                outcome
+            }
+        };
+        if cancels && outcome.is_ok() {
+            let mut obs = lock(&self.observations);
+            obs.retain(|_, (p, _)| p != &plugin || path.is_none());
+        }
+        let outcome = match outcome {
+            Ok(answer) => Ok(response_body(path.as_ref(), answer)),
+            Err(e) => Err(request_error(&e)),
+        };
+        self.send_event(
+            &plugin,
+            Event::Response(Response {
+                correlation: r.correlation,
+                endpoint: r.endpoint,
+                outcome,
+            }),
+        );
+    }
+
+    fn schedule(self: &Arc<Self>, timer: PluginTimer) {
+        let key = (timer.plugin.clone(), timer.name.clone());
+        let inner = Arc::clone(self);
+        let task = tokio::spawn(async move {
+            let wait = timer.due_ms.saturating_sub(unix_ms());
+            tokio::time::sleep(Duration::from_millis(wait)).await;
+            lock(&inner.timers).remove(&(timer.plugin.clone(), timer.name.clone()));
+            if let Some(store) = inner.host.store().cloned() {
+                let (p, n) = (timer.plugin.clone(), timer.name.clone());
+                let _ =
+                    tokio::task::spawn_blocking(move || store.plugin_timer_remove(&p, &n)).await;
+            }
+            let wants = inner
+                .host
+                .routing()
+                .get(&timer.plugin)
+                .is_some_and(|p| p.info.events.contains(EventKinds::TIMER));
+            if wants {
+                inner.send_event(&timer.plugin, Event::Timer(Timer { name: timer.name }));
+            }
+        });
+        if let Some(old) = lock(&self.timers).insert(key, task.abort_handle()) {
+            old.abort();
+        }
+    }
+
+    fn restore_timers(self: &Arc<Self>) {
+        let Some(store) = self.host.store() else {
+            return;
+        };
+        match store.plugin_timers() {
+            Ok(timers) => {
+                for t in timers {
+                    self.schedule(t);
+                }
+            }
+            Err(e) => tracing::error!(error = %e, "cannot read the stored plugin timers"),
+        }
+    }
+
+    /// The plugins owning an object listed in `links` (a Register/Update payload).
+    fn owners_of_links(&self, links: &str) -> Vec<String> {
+        let Ok(parsed) = ObjectLinks::parse(links.as_bytes()) else {
+            return Vec::new();
+        };
+        let routing = self.host.routing();
+        let mut owners: Vec<String> = parsed
+            .objects
+            .keys()
+            .filter_map(|id| routing.owner(*id).map(|p| p.name().to_owned()))
+            .collect();
+        owners.dedup();
+        owners
+    }
+
+    fn device(&self, endpoint: &str) -> Option<(Device, Vec<String>)> {
+        let r = self.devices.registration(endpoint)?;
+        let parsed = ObjectLinks::parse(r.object_links.as_bytes()).ok()?;
+        let mut objects = Vec::new();
+        for (id, o) in &parsed.objects {
+            if o.instances.is_empty() {
+                objects.push(format!("/{id}"));
+            }
+            objects.extend(o.instances.iter().map(|i| format!("/{id}/{i}")));
+        }
+        let owners = self.owners_of_links(&r.object_links);
+        Some((
+            Device {
+                endpoint: r.endpoint,
+                registration_id: r.id,
+                lwm2m_version: r.version.as_str().to_owned(),
+                objects,
+            },
+            owners,
+        ))
+    }
+
+    fn wants(&self, plugin: &str, kind: EventKinds) -> bool {
+        self.host
+            .routing()
+            .get(plugin)
+            .is_some_and(|p| p.info.events.contains(kind))
+    }
+
+    async fn device_events(
+        self: Arc<Self>,
+        mut events: DeviceEvents,
+        mut stop: watch::Receiver<bool>,
+    ) {
+        loop {
+            let event = tokio::select! {
+                e = events.next() => e,
+                _ = stop.wait_for(|s| *s) => return,
+            };
+            let Some(event) = event else { return };
+            self.route(event);
+        }
+    }
+
+    fn route(self: &Arc<Self>, event: DeviceEvent) {
+        match event {
+            DeviceEvent::Registered { endpoint, .. } | DeviceEvent::Updated { endpoint } => {
+                let Some((device, owners)) = self.device(&endpoint) else {
+                    return;
+                };
+                let before = lock(&self.seen).insert(endpoint, owners.clone());
+                for plugin in owners {
+                    // A device that lists the object for the first time "registers" with the
+                    // plugin even if it came by Update (it created an instance, say).
+                    let fresh = before.as_ref().is_none_or(|b| !b.contains(&plugin));
+                    let (kind, event) = if fresh {
+                        (EventKinds::REGISTERED, Event::Registered(device.clone()))
+                    } else {
+                        (EventKinds::UPDATED, Event::Updated(device.clone()))
+                    };
+                    if self.wants(&plugin, kind) {
+                        self.send_event(&plugin, event);
+                    }
+                }
+            }
+            DeviceEvent::Deregistered { endpoint } | DeviceEvent::Expired { endpoint } => {
+                let owners = lock(&self.seen).remove(&endpoint).unwrap_or_default();
+                for plugin in owners {
+                    if self.wants(&plugin, EventKinds::DEREGISTERED) {
+                        self.send_event(&plugin, Event::Deregistered(endpoint.clone()));
+                    }
+                }
+            }
+            DeviceEvent::Notification(n) => {
+                let mine = lock(&self.observations).get(&n.ticket).cloned();
+                let (plugin, correlation) = match mine {
+                    Some(x) => x,
+                    None => {
+                        let routing = self.host.routing();
+                        let Some(owner) = n
+                            .paths
+                            .first()
+                            .and_then(Path::object_id)
+                            .and_then(|o| routing.owner(o))
+                        else {
+                            return;
+                        };
+                        if !owner.info.events.contains(EventKinds::NOTIFICATION) {
+                            return;
+                        }
+                        (owner.name().to_owned(), String::new())
+                    }
+                };
+                self.send_event(
+                    &plugin,
+                    Event::Notification(Notification {
+                        endpoint: n.endpoint,
+                        correlation,
+                        values: convert::flatten_map(&n.nodes),
+                    }),
+                );
+            }
+            DeviceEvent::ObservationEnded { ticket, .. } => {
+                lock(&self.observations).remove(&ticket);
+            }
+            DeviceEvent::Send(report) => {
+                let routing = self.host.routing();
+                for p in routing.plugins() {
+                    if !p.info.events.contains(EventKinds::SEND) {
+                        continue;
+                    }
+                    let values = owned_entries(p, &report.entries);
+                    if !values.is_empty() {
+                        self.send_event(
+                            p.name(),
+                            Event::Send(SendData {
+                                endpoint: report.endpoint.clone(),
+                                values,
+                            }),
+                        );
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+
+    async fn bootstrap_requests(
+        self: Arc<Self>,
+        mut rx: broadcast::Receiver<BootstrapRequested>,
+        mut stop: watch::Receiver<bool>,
+    ) {
+        loop {
+            let received = tokio::select! {
+                r = rx.recv() => r,
+                _ = stop.wait_for(|s| *s) => return,
+            };
+            match received {
+                Ok(b) => {
+                    let routing = self.host.routing();
+                    for p in routing.plugins() {
+                        if p.info.events.contains(EventKinds::BOOTSTRAP_REQUEST) {
+                            self.send_event(
+                                p.name(),
+                                Event::BootstrapRequest(BootstrapRequest {
+                                    endpoint: b.endpoint.clone(),
+                                    transport: b.transport.to_owned(),
+                                }),
+                            );
+                        }
+                    }
+                }
+                Err(broadcast::error::RecvError::Lagged(n)) => {
+                    tracing::warn!(missed = n, "plugin dispatcher missed bootstrap requests");
+                }
+                Err(broadcast::error::RecvError::Closed) => return,
+            }
+        }
+    }
+}
+
+fn owned_entries(plugin: &LoadedPlugin, entries: &[TimestampedNodes]) -> Vec<Entry> {
+    let mut out = Vec::new();
+    for t in entries {
+        for (path, node) in &t.nodes {
+            if path.object_id().is_some_and(|o| plugin.info.owns(o)) {
+                convert::flatten(path, node, &mut out);
+            }
+        }
+    }
+    out
+}
+
+fn request_path(request: &DownlinkRequest) -> Option<Path> {
+    match request {
+        DownlinkRequest::Read { path, .. }
+        | DownlinkRequest::Write { path, .. }
+        | DownlinkRequest::Execute { path, .. }
+        | DownlinkRequest::Delete { path }
+        | DownlinkRequest::Observe { path, .. }
+        | DownlinkRequest::CancelObservation { path } => Some(*path),
+        _ => None,
+    }
+}
+
+fn entries(path: Option<&Path>, node: Option<&steward_objects::Node>) -> Vec<Entry> {
+    let mut out = Vec::new();
+    if let (Some(path), Some(node)) = (path, node) {
+        convert::flatten(path, node, &mut out);
+    }
+    out
+}
+
+fn response_body(path: Option<&Path>, answer: DownlinkResponse) -> ResponseBody {
+    match answer {
+        DownlinkResponse::Read { node, .. } => ResponseBody::Read(entries(path, node.as_ref())),
+        DownlinkResponse::Observe { node, .. } => {
+            ResponseBody::Observing(entries(path, node.as_ref()))
+        }
+        DownlinkResponse::Execute => ResponseBody::Executed,
+        DownlinkResponse::Create { location } => {
+            ResponseBody::Created(location.map(|p| p.to_string()))
+        }
+        DownlinkResponse::Delete => ResponseBody::Deleted,
+        DownlinkResponse::CancelObservation { .. }
+        | DownlinkResponse::CancelCompositeObservation { .. } => ResponseBody::Cancelled,
+        DownlinkResponse::ReadComposite { nodes }
+        | DownlinkResponse::ObserveComposite { nodes, .. } => {
+            ResponseBody::Read(convert::flatten_map(&nodes))
+        }
+        DownlinkResponse::Write
+        | DownlinkResponse::WriteAttributes
+        | DownlinkResponse::WriteComposite
+        | DownlinkResponse::Discover { .. } => ResponseBody::Written,
+    }
+}
+
+fn request_error(e: &DmError) -> RequestError {
+    RequestError {
+        code: match e {
+            DmError::Device { code, .. } => Some(code.to_string()),
+            _ => None,
+        },
+        message: e.to_string(),
+    }
+}
