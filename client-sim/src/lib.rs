@@ -46,7 +46,10 @@ pub mod state;
 pub mod transport;
 
 pub use bootstrap::{Bootstrap, BootstrapEvent, Security, ServerAccount};
-pub use device::{BootstrapServer, Device, DeviceConfig, Effect, handle, handle_bootstrap};
+pub use device::{
+    BootstrapServer, Device, DeviceConfig, Effect, ExtraObject, ExtraObjectError, handle,
+    handle_bootstrap,
+};
 pub use queue::QueueTiming;
 pub use registration::{Registration, RegistrationConfig, RegistrationEvent};
 pub use send::SendError;

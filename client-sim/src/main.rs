@@ -1,7 +1,8 @@
 //! `steward-client`: simulated LwM2M devices over UDP.
 //!
 //! ```text
-//! steward-client --server 127.0.0.1:5683 --endpoint NAME --lwm2m 1.1 [--count N]
+//! steward-client --server 127.0.0.1:5683 --endpoint NAME --lwm2m 1.1 [--count N] \
+//!     [--object-ddf FILE ...]
 //! steward-client --server 127.0.0.1:5684 --endpoint NAME --psk-identity NAME --psk-key HEX
 //! steward-client --server 127.0.0.1:5684 --endpoint CN --cert dev.pem --key dev.key --ca ca.pem
 //! steward-client --bootstrap coap://127.0.0.1:5783 --endpoint NAME [--state-dir DIR]
@@ -23,6 +24,8 @@
 //! a `steward serve` child process (see `bench.rs`). With `--bootstrap` or `--state-dir` one
 //! device runs with a transport that follows it from bootstrap server to LwM2M server (see
 //! `steward_client::managed`).
+//! `--object-ddf` adds the objects a DDF file defines (a server plugin's object) to every
+//! device, each with one empty instance 0 (see `steward_client::device::ExtraObject`).
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -39,11 +42,13 @@ use steward_client::dtls::DtlsEvent;
 use steward_client::est::OcspCheck;
 use steward_client::managed::{self, ManagedConfig, ManagedError, ManagedEvent, endpoint_seed};
 use steward_client::registration::RegistrationEvent;
-use steward_client::{BootstrapEvent, Client, DeviceConfig, DeviceEvent};
+use steward_client::{
+    BootstrapEvent, Client, DeviceConfig, DeviceEvent, ExtraObject, ExtraObjectError,
+};
 use steward_coap::endpoint::Config;
 use steward_coap::stack::StackConfig;
 use steward_dtls::{ClientCertificate, ClientConfig, ClientCredentials, ServerTrust};
-use steward_objects::Version;
+use steward_objects::{Instance, Version};
 use steward_transport::Handle;
 use steward_transport::dtls_client::{Backoff, LinkEvent};
 use steward_transport::udp::{self, UdpConfig};
@@ -138,6 +143,10 @@ struct Args {
     /// --bootstrap and --state-dir.
     #[arg(long, requires_all = ["bootstrap", "state_dir"])]
     reenroll: bool,
+    /// Also implement the objects this DDF file defines, each with an empty instance 0.
+    /// Repeatable. Executing one of their resources answers 2.04 and does nothing else.
+    #[arg(long, value_name = "FILE")]
+    object_ddf: Vec<PathBuf>,
 }
 
 /// Why the single-device mode could not run.
@@ -162,6 +171,11 @@ enum RunError {
     Transport(#[from] steward_client::transport::TransportError),
     #[error(transparent)]
     Managed(#[from] ManagedError),
+    #[error("{}: {source}", path.display())]
+    ObjectDdf {
+        path: PathBuf,
+        source: ExtraObjectError,
+    },
 }
 
 /// A key given in hex. A newtype, because clap reads `Option<Vec<u8>>` as a list of numbers.
@@ -208,6 +222,23 @@ fn credentials(args: &Args) -> Result<Option<ClientCredentials>, RunError> {
         }));
     }
     Ok(None)
+}
+
+/// The objects of every `--object-ddf` file, each with an empty instance 0.
+fn extra_objects(args: &Args) -> Result<Vec<ExtraObject>, RunError> {
+    let mut objects = Vec::new();
+    for path in &args.object_ddf {
+        let parsed = ExtraObject::from_ddf(&read(path)?).map_err(|source| RunError::ObjectDdf {
+            path: path.clone(),
+            source,
+        })?;
+        objects.extend(
+            parsed
+                .into_iter()
+                .map(|o| o.with_instance(0, Instance::default())),
+        );
+    }
+    Ok(objects)
 }
 
 pub(crate) fn parse_version(s: &str) -> Result<Version, String> {
@@ -266,8 +297,9 @@ async fn run(args: Args) -> Result<(), RunError> {
     let clock = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(0));
+    let extra = extra_objects(&args)?;
     if args.bootstrap.is_some() || args.state_dir.is_some() {
-        return run_managed(args, dtls, clock).await;
+        return run_managed(args, dtls, clock, extra).await;
     }
     let bind = match args.server {
         SocketAddr::V4(_) => SocketAddr::from(([0, 0, 0, 0], 0)),
@@ -286,6 +318,7 @@ async fn run(args: Args) -> Result<(), RunError> {
         let scheme = if dtls.is_some() { "coaps" } else { "coap" };
         config.server_uri = format!("{scheme}://{}", args.server);
         config.clock = clock;
+        config.extra_objects = extra.clone();
         let stack = StackConfig {
             endpoint: Config {
                 seed: endpoint_seed(&endpoint),
@@ -423,6 +456,9 @@ fn describe(event: &DeviceEvent) -> String {
             format!("firmware state {state:?}, update result {result}")
         }
         DeviceEvent::FirmwareUpdated { version } => format!("firmware updated to {version}"),
+        DeviceEvent::Executed { path, arguments } => {
+            format!("executed {path} ({:?})", String::from_utf8_lossy(arguments))
+        }
         DeviceEvent::Bootstrap(e) => describe_bootstrap(e),
         DeviceEvent::Bootstrapped { account } => format!(
             "bootstrapped: server {} (SSID {}, {:?})",
@@ -491,6 +527,7 @@ async fn run_managed(
     args: Args,
     factory: Option<ClientCredentials>,
     clock: i64,
+    extra: Vec<ExtraObject>,
 ) -> Result<(), RunError> {
     if args.count != 1 {
         return Err(RunError::ManagedCount);
@@ -500,6 +537,7 @@ async fn run_managed(
     device.lifetime = args.lifetime;
     device.queue_mode = args.queue;
     device.clock = clock;
+    device.extra_objects = extra;
     let scheme = if factory.is_some() { "coaps" } else { "coap" };
     device.server_uri = format!("{scheme}://{}", args.server);
     let mut config = ManagedConfig::new(device, args.server);
@@ -564,6 +602,40 @@ async fn run_managed(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn object_ddf_files_add_objects_with_instance_0() {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let ddf = dir.path().join("42799.xml");
+        let xml = include_str!("../tests/data/example-counter-42799.xml");
+        std::fs::write(&ddf, xml).expect("written");
+        let core = dir.path().join("3.xml");
+        std::fs::write(&core, xml.replace("<ObjectID>42799<", "<ObjectID>3<")).expect("written");
+        let parse = |files: &[&Path]| {
+            let mut argv: Vec<&std::ffi::OsStr> = vec![
+                "steward-client".as_ref(),
+                "--endpoint".as_ref(),
+                "dev".as_ref(),
+            ];
+            for f in files {
+                argv.extend(["--object-ddf".as_ref(), f.as_os_str()]);
+            }
+            Cli::try_parse_from(argv).expect("flags parse").single
+        };
+        let objects = extra_objects(&parse(&[&ddf, &ddf])).expect("objects");
+        assert_eq!(objects.len(), 2);
+        assert_eq!(objects[0].id(), 42799);
+        assert_eq!(objects[0].instances.keys().collect::<Vec<_>>(), [&0]);
+        assert!(objects[0].instances[&0].resources.is_empty());
+        assert!(extra_objects(&parse(&[])).expect("none").is_empty());
+        assert!(matches!(
+            extra_objects(&parse(&[&core])),
+            Err(RunError::ObjectDdf {
+                source: ExtraObjectError::CoreObject(3),
+                ..
+            })
+        ));
+    }
 
     #[test]
     fn psk_flags_parse_into_credentials() {

@@ -61,7 +61,8 @@ pub fn current(device: &Device, paths: &[Path]) -> Result<TimestampedNodes, Send
         if path.object_id() == Some(0) {
             return Err(SendError::NotFound(*path));
         }
-        let node = device.node(path).ok_or(SendError::NotFound(*path))?;
+        // Only what the server could read: no write-only secrets.
+        let node = device.readable(path).ok_or(SendError::NotFound(*path))?;
         nodes.insert(*path, node);
     }
     Ok(TimestampedNodes {

@@ -127,6 +127,12 @@ pub enum DeviceEvent {
     FirmwareUpdated {
         version: String,
     },
+    /// An executable resource of an extra object was executed ([`Effect::Executed`]): the
+    /// device answered 2.04 and did nothing else.
+    Executed {
+        path: Path,
+        arguments: Vec<u8>,
+    },
 }
 
 /// Maps the host and port of a Package URI to a peer the stack can send to.
@@ -1074,6 +1080,10 @@ impl<P: Copy + Eq + Hash + Ord + Debug> SimDevice<P> {
                 None => self.events.push_back(DeviceEvent::Unsupported(effect)),
             },
             Effect::BootstrapFinished => self.bootstrap_finished(now),
+            Effect::Executed { path, arguments } => {
+                self.events
+                    .push_back(DeviceEvent::Executed { path, arguments });
+            }
         }
     }
 

@@ -3,10 +3,11 @@
 //! A real device keeps its bootstrap result and a few facts in flash; so does a simulated one
 //! with a state directory (`--state-dir`): the Security (/0) and Server (/1) instances as a
 //! bootstrap server wrote them, the registration's location and when it expires, the LwM2M
-//! version it negotiated, the firmware state and versions, and the paths of its key and
-//! certificate files. A restarted device re-uses all of it: it sends an Update to its old
-//! location while the lifetime has not run out (Register otherwise) and does not bootstrap
-//! again while it holds a usable server account.
+//! version it negotiated, the firmware state and versions, the paths of its key and
+//! certificate files, and the instances of its extra objects (a plugin's object holds what the
+//! plugin wrote; the other objects' values are the simulator's own). A restarted device re-uses
+//! all of it: it sends an Update to its old location while the lifetime has not run out
+//! (Register otherwise) and does not bootstrap again while it holds a usable server account.
 //!
 //! ## Format: JSON
 //!
@@ -16,6 +17,11 @@
 //! workspace dependency. The object instances are stored as SenML JSON (RFC 8428, the same
 //! codec the device speaks; opaque keys as base64url `vd`), so loading them goes through the
 //! LwM2M codec and the device's models: a value of the wrong type is refused like a bad write.
+//! Extra objects are in `"objects"` (object ID → SenML JSON), left out when there are none, so
+//! files without them are format 1 too. Their models are not known when a file is read: the
+//! values are typed by the wire (SenML) and coerced to the device's models when the state is
+//! applied, which drops what those models do not define (an extra object the restarted device
+//! is not made with, a resource its DDF no longer has).
 //!
 //! ## Writing and loading
 //!
@@ -33,7 +39,9 @@ use std::io::Write;
 use std::path::{Path as FsPath, PathBuf};
 
 use serde::{Deserialize, Serialize};
-use steward_objects::{ContentFormat, Instance, Node, Path, Resource, Value, Version, codec};
+use steward_objects::{
+    ContentFormat, Instance, Models, NoModels, Node, Path, Resource, Value, Version, codec,
+};
 
 use crate::device::{Device, DeviceModels};
 use crate::firmware;
@@ -108,6 +116,8 @@ pub struct DeviceState {
     pub registration: Option<SavedRegistration>,
     pub firmware: SavedFirmware,
     pub credentials: CredentialPaths,
+    /// The instances of each extra object (`DeviceConfig::extra_objects`).
+    pub objects: BTreeMap<u16, BTreeMap<u16, Instance>>,
 }
 
 /// The file as stored.
@@ -123,6 +133,9 @@ struct File {
     registration: Option<SavedRegistration>,
     firmware: SavedFirmware,
     credentials: CredentialPaths,
+    /// SenML JSON records of each extra object, by object ID.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    objects: BTreeMap<u16, serde_json::Value>,
 }
 
 impl DeviceState {
@@ -151,14 +164,19 @@ impl DeviceState {
                 firmware_version: text(3, 0, 3),
             },
             credentials,
+            objects: device
+                .models()
+                .extra_object_ids()
+                .map(|o| (o, device.instances(o).cloned().unwrap_or_default()))
+                .collect(),
         }
     }
 
     /// Puts the state into `device`: version (only ever lowered: the device may have been
-    /// reconfigured to an older one), accounts, firmware. The firmware image itself lives in
-    /// RAM in the simulator, so a download or update in progress, or a downloaded image, is
-    /// lost as if the power went: Idle with Update Result 4 (connection lost) or 8 (update
-    /// failed).
+    /// reconfigured to an older one), accounts, firmware, the instances of the extra objects it
+    /// is made with. The firmware image itself lives in RAM in the simulator, so a download or
+    /// update in progress, or a downloaded image, is lost as if the power went: Idle with
+    /// Update Result 4 (connection lost) or 8 (update failed).
     pub fn apply(&self, device: &mut Device) {
         if self.lwm2m < device.lwm2m() {
             device.set_lwm2m(self.lwm2m);
@@ -166,6 +184,10 @@ impl DeviceState {
         device.replace_instances(0, self.security.clone());
         device.replace_instances(1, self.server.clone());
         device.use_server(self.ssid);
+        for (object, instances) in &self.objects {
+            // Objects the device is not made with are skipped there.
+            device.replace_instances(*object, instances.clone());
+        }
         let f = &self.firmware;
         let (state, result) = match f.state {
             0 => (0, f.update_result),
@@ -196,6 +218,11 @@ impl DeviceState {
             registration: self.registration.clone(),
             firmware: self.firmware.clone(),
             credentials: self.credentials.clone(),
+            objects: self
+                .objects
+                .iter()
+                .map(|(o, instances)| Ok((*o, object_to_json(*o, instances)?)))
+                .collect::<Result<_, StateError>>()?,
         };
         serde_json::to_vec_pretty(&file).map_err(|e| StateError::Encode(e.to_string()))
     }
@@ -230,11 +257,17 @@ impl DeviceState {
             endpoint: file.endpoint,
             lwm2m,
             ssid: file.ssid,
-            security: object_from_json(0, &file.security, &models).map_err(corrupt)?,
-            server: object_from_json(1, &file.server, &models).map_err(corrupt)?,
+            security: object_from_json(0, &file.security, &*models).map_err(corrupt)?,
+            server: object_from_json(1, &file.server, &*models).map_err(corrupt)?,
             registration: file.registration,
             firmware: file.firmware,
             credentials: file.credentials,
+            objects: file
+                .objects
+                .iter()
+                .map(|(o, value)| Ok((*o, object_from_json(*o, value, &NoModels)?)))
+                .collect::<Result<_, String>>()
+                .map_err(corrupt)?,
         })
     }
 }
@@ -258,7 +291,7 @@ fn object_to_json(
 fn object_from_json(
     object: u16,
     value: &serde_json::Value,
-    models: &DeviceModels,
+    models: &dyn Models,
 ) -> Result<BTreeMap<u16, Instance>, String> {
     if value.as_array().is_some_and(Vec::is_empty) {
         return Ok(BTreeMap::new());

@@ -22,6 +22,7 @@
 //! | trusted device CAs (PEM files) | `[dtls] device_cas` | `STEWARD_DEVICE_CAS` (comma-separated) | `--device-ca` (repeatable) | none |
 //! | server certificate chain (PEM) | `[dtls] certificate` | `STEWARD_DTLS_CERT` | `--dtls-cert` | generated |
 //! | server private key (PEM, P-256) | `[dtls] private_key` | `STEWARD_DTLS_KEY` | `--dtls-key` | generated |
+//! | plugin directory | `[plugins] dir` | `STEWARD_PLUGINS_DIR` | `--plugins-dir` | `<data_dir>/plugins` |
 //!
 //! The CA (`steward ca init`) is configured in the file only, under `[pki]`:
 //!
@@ -36,6 +37,19 @@
 //! name = "device"
 //! lifetime_days = 90
 //! extended_key_usage = ["client_auth"]
+//! ```
+//!
+//! Plugins are configured in the file under `[plugins]`; only the directory has a flag
+//! (`--plugins-dir`, `STEWARD_PLUGINS_DIR`):
+//!
+//! ```toml
+//! [plugins]
+//! dir = "/var/lib/steward/plugins"   # default: <data_dir>/plugins
+//! require_signed = false             # refuse components without a trusted signed manifest
+//! deadline_ms = 100                  # CPU per event, host calls included
+//! memory_mib = 64                    # linear memory per instance
+//! max_failures = 3                   # failures in a row before a quarantine
+//! quarantine_max = 300               # seconds; quarantines start at 1 s and double
 //! ```
 //!
 //! Certificate mode (X.509 devices) is on when at least one device CA is configured; a layer
@@ -96,6 +110,69 @@ pub struct Config {
     pub dtls_certificate: Option<DtlsCertificatePaths>,
     /// The CA's settings (profiles, CRL, OCSP), used when the data directory has a CA.
     pub pki: PkiConfig,
+    /// The plugin host's settings.
+    pub plugins: PluginsConfig,
+}
+
+/// The `[plugins]` table: where plugins are and how they are limited.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PluginsConfig {
+    /// The plugin directory; `<data_dir>/plugins` when absent.
+    pub dir: Option<PathBuf>,
+    /// Refuse components without a manifest signed by a signer in `<dir>/signers/`.
+    #[serde(default)]
+    pub require_signed: bool,
+    /// CPU deadline of one event, milliseconds (default 100).
+    pub deadline_ms: Option<u64>,
+    /// Memory a plugin may grow to, MiB (default 64).
+    pub memory_mib: Option<usize>,
+    /// Failures in a row before a quarantine (default 3).
+    pub max_failures: Option<u32>,
+    /// Longest quarantine, seconds (default 300; the first is 1 s, doubling).
+    pub quarantine_max: Option<u64>,
+    /// A deterministic instruction budget per event (tests; off by default).
+    pub fuel: Option<u64>,
+}
+
+impl PluginsConfig {
+    /// The plugin host's settings for `data_dir`.
+    pub fn host_config(&self, data_dir: &Path) -> crate::plugins::host::HostConfig {
+        let mut c = crate::plugins::host::HostConfig::in_data_dir(data_dir);
+        if let Some(dir) = &self.dir {
+            c.dir.clone_from(dir);
+        }
+        c.require_signed = self.require_signed;
+        if let Some(ms) = self.deadline_ms {
+            c.limits.deadline = std::time::Duration::from_millis(ms);
+        }
+        if let Some(mib) = self.memory_mib {
+            c.limits.memory_bytes = mib.saturating_mul(1 << 20);
+        }
+        c.limits.fuel = self.fuel;
+        if let Some(n) = self.max_failures {
+            c.max_failures = n;
+        }
+        if let Some(secs) = self.quarantine_max {
+            c.quarantine_max = std::time::Duration::from_secs(secs);
+        }
+        c
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        if self.deadline_ms == Some(0) || self.memory_mib == Some(0) || self.max_failures == Some(0)
+        {
+            return Err(ConfigError::Invalid(
+                "[plugins] deadline_ms, memory_mib and max_failures must be positive".into(),
+            ));
+        }
+        if self.memory_mib.is_some_and(|m| m > 4096) {
+            return Err(ConfigError::Invalid(
+                "[plugins] memory_mib is at most 4096".into(),
+            ));
+        }
+        Ok(())
+    }
 }
 
 /// The `[pki]` table: how the CA issues and publishes.
@@ -159,6 +236,7 @@ impl Default for Config {
             device_cas: Vec::new(),
             dtls_certificate: None,
             pki: PkiConfig::default(),
+            plugins: PluginsConfig::default(),
         }
     }
 }
@@ -225,6 +303,8 @@ pub struct Settings {
     pub dtls_key: Option<PathBuf>,
     /// Only from the file (see the module docs).
     pub pki: Option<PkiConfig>,
+    /// Only from the file, except the directory (`--plugins-dir`).
+    pub plugins: Option<PluginsConfig>,
 }
 
 /// The flags of `steward serve`, as clap parses them.
@@ -277,6 +357,9 @@ pub struct ServeArgs {
     /// The server's DTLS private key, PEM PKCS#8 P-256 [default: generated].
     #[arg(long, value_name = "PEM")]
     pub dtls_key: Option<PathBuf>,
+    /// Directory of plugin components (`*.wasm`) [default: <data-dir>/plugins].
+    #[arg(long, value_name = "DIR")]
+    pub plugins_dir: Option<PathBuf>,
 }
 
 impl ServeArgs {
@@ -297,6 +380,10 @@ impl ServeArgs {
             dtls_cert: self.dtls_cert.clone(),
             dtls_key: self.dtls_key.clone(),
             pki: None,
+            plugins: self.plugins_dir.clone().map(|dir| PluginsConfig {
+                dir: Some(dir),
+                ..PluginsConfig::default()
+            }),
         }
     }
 }
@@ -334,6 +421,7 @@ struct FileConfig {
     bootstrap: Option<FilePorts>,
     http: Option<FileHttp>,
     pki: Option<PkiConfig>,
+    plugins: Option<PluginsConfig>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -395,6 +483,7 @@ impl Settings {
             dtls_cert: dtls.certificate,
             dtls_key: dtls.private_key,
             pki: file.pki,
+            plugins: file.plugins,
         })
     }
 
@@ -451,6 +540,12 @@ impl Settings {
                 }
                 "DTLS_CERT" => s.dtls_cert = Some(PathBuf::from(v)),
                 "DTLS_KEY" => s.dtls_key = Some(PathBuf::from(v)),
+                "PLUGINS_DIR" => {
+                    s.plugins = Some(PluginsConfig {
+                        dir: Some(PathBuf::from(v)),
+                        ..PluginsConfig::default()
+                    })
+                }
                 // The config file path, read by `Config::load`; RUST_LOG is not ours.
                 "CONFIG" => {}
                 _ => unknown.push(var.clone()),
@@ -511,6 +606,19 @@ impl Config {
             }
             if let Some(pki) = &l.pki {
                 c.pki.clone_from(pki);
+            }
+            if let Some(plugins) = &l.plugins {
+                // The flag layer names only the directory; keep the file's limits.
+                if plugins
+                    == &(PluginsConfig {
+                        dir: plugins.dir.clone(),
+                        ..PluginsConfig::default()
+                    })
+                {
+                    c.plugins.dir.clone_from(&plugins.dir);
+                } else {
+                    c.plugins.clone_from(plugins);
+                }
             }
             if l.dtls_cert.is_some() {
                 cert.clone_from(&l.dtls_cert);
@@ -590,6 +698,7 @@ impl Config {
             return Err(ConfigError::Invalid("an empty device CA path".into()));
         }
         self.pki.settings()?;
+        self.plugins.validate()?;
         match &self.http_token {
             Some(token) if !token.is_well_formed() => {
                 return Err(ConfigError::Invalid(

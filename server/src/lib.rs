@@ -26,6 +26,7 @@ pub mod observation;
 pub mod pki;
 pub mod pki_cli;
 pub mod plugins;
+pub mod plugins_cli;
 pub mod registry;
 pub mod runtime;
 pub mod security_cli;

@@ -8,6 +8,8 @@
 //! steward security add-psk|add-x509|list|remove --data-dir DIR ...
 //! steward ca init|import|show|manufacturer|allow-list|issued|revoke|crl [--data-dir DIR] ...
 //! steward bootstrap import FILE.json | export [--data-dir DIR]
+//! steward plugins list|reload|disable NAME|enable NAME|command NAME CMD [JSON] [--api URL]
+//! steward plugins sign --key KEY.pem --signer NAME FILE.wasm
 //! ```
 //!
 //! Settings come from flags, then `STEWARD_*` variables, then the TOML file, then the defaults
@@ -26,6 +28,7 @@ use clap::{Parser, Subcommand};
 use steward::config::{Config, ConfigError, ServeArgs};
 use steward::demo::{self, DemoArgs, DemoOptions};
 use steward::pki_cli::{self, BootstrapArgs, CaArgs};
+use steward::plugins_cli::{self, PluginsArgs};
 use steward::runtime;
 use steward::security_cli::{self, SecurityArgs};
 use tokio::signal::unix::{Signal, SignalKind, signal};
@@ -50,6 +53,8 @@ enum Command {
     Ca(CaArgs),
     /// Import or export bootstrap configurations (Leshan JSON) offline; stop the server first.
     Bootstrap(BootstrapArgs),
+    /// List, reload, disable, enable and command the running server's plugins; sign one.
+    Plugins(PluginsArgs),
 }
 
 fn main() -> ExitCode {
@@ -59,7 +64,9 @@ fn main() -> ExitCode {
         // The demo's in-process devices connect by IP address, without a TLS server name,
         // which webrtc-dtls warns about on every handshake.
         Command::Demo(_) => "warn,webrtc_dtls=error",
-        Command::Security(_) | Command::Ca(_) | Command::Bootstrap(_) => "warn",
+        Command::Security(_) | Command::Ca(_) | Command::Bootstrap(_) | Command::Plugins(_) => {
+            "warn"
+        }
     };
     let filter =
         EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_level));
@@ -84,6 +91,16 @@ fn main() -> ExitCode {
         Command::Bootstrap(args) => {
             print_lines("steward bootstrap", pki_cli::run_bootstrap_args(&args))
         }
+        Command::Plugins(args) => match plugins_cli::run(&args) {
+            Ok(lines) => {
+                lines.iter().for_each(|l| println!("{l}"));
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("steward plugins: {e}");
+                ExitCode::from(2)
+            }
+        },
     }
 }
 

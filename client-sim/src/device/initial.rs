@@ -1,5 +1,6 @@
 //! The object tree a simulated device starts with: one Security and one Server account for the
-//! configured server, a Device and a Connectivity Monitoring instance with plausible values.
+//! configured server, a Device and a Connectivity Monitoring instance with plausible values,
+//! and the configured instances of its extra objects.
 //!
 //! Values are typed by the device's models and resources a version does not define are left
 //! out, so a 1.0 device never carries a resource its 1.0 model cannot type.
@@ -9,7 +10,7 @@ use std::collections::BTreeMap;
 use steward_objects::{DataType, Instance, Models, Resource, Value, Version};
 
 use super::DeviceConfig;
-use super::models::DeviceModels;
+use super::models::{DeviceModels, is_core_object};
 
 /// object → instance → resources.
 pub type Tree = BTreeMap<u16, BTreeMap<u16, Instance>>;
@@ -51,6 +52,29 @@ pub fn tree(config: &DeviceConfig, models: &DeviceModels) -> Tree {
                 .collect(),
         };
         tree.entry(object).or_default().insert(0, instance);
+    }
+    // An extra object is in the tree even without instances: it exists (Discover, Create).
+    for extra in &config.extra_objects {
+        let object = extra.id();
+        if is_core_object(object) {
+            continue;
+        }
+        let instances = extra
+            .instances
+            .iter()
+            .map(|(iid, inst)| {
+                let resources = inst
+                    .resources
+                    .iter()
+                    .filter_map(|(rid, res)| {
+                        let data_type = models.resource(object, *rid)?.data_type;
+                        Some((*rid, typed(res.clone(), data_type)))
+                    })
+                    .collect();
+                (*iid, Instance { resources })
+            })
+            .collect();
+        tree.insert(object, instances);
     }
     tree
 }

@@ -1,5 +1,5 @@
 //! A simulated device: its object tree (Security, Server, Device, Connectivity Monitoring,
-//! Firmware Update),
+//! Firmware Update, and any [extra objects](ExtraObject) it is made with),
 //! the attributes the server wrote, and the DM operations on them as one pure function,
 //! [`handle`]: a request in, a response out, no I/O and no clock.
 //!
@@ -17,6 +17,7 @@ mod bootstrap;
 mod composite;
 mod discover;
 mod error;
+mod extra;
 mod initial;
 pub mod models;
 mod read;
@@ -36,6 +37,7 @@ use crate::bootstrap::account::{self, BootstrapAccount, Security, ServerAccount}
 
 pub use bootstrap::handle_bootstrap;
 pub use error::DmError;
+pub use extra::{ExtraObject, ExtraObjectError};
 pub use initial::binding;
 pub use models::DeviceModels;
 pub use request::{Operation, WriteMode};
@@ -43,7 +45,7 @@ pub use request::{Operation, WriteMode};
 use initial::Tree;
 
 /// What a device is, before it starts.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct DeviceConfig {
     /// Endpoint Client Name (`ep=`).
     pub endpoint: String,
@@ -73,6 +75,10 @@ pub struct DeviceConfig {
     /// A factory bootstrap-server account: when set, the factory tree holds this account in
     /// /0/0 and no LwM2M server account, so the device bootstraps before it registers.
     pub bootstrap: Option<BootstrapServer>,
+    /// Objects beyond the core set, with their initial instances (see [`ExtraObject`]). One
+    /// with the ID of a core object (0, 1, 2, 3, 4, 5, 21) is ignored; of two with one ID,
+    /// the later wins.
+    pub extra_objects: Vec<ExtraObject>,
 }
 
 /// The bootstrap server a device is made with (`--bootstrap URI`).
@@ -102,6 +108,7 @@ impl DeviceConfig {
             queue: crate::queue::QueueTiming::default(),
             firmware: crate::firmware::FirmwareConfig::default(),
             bootstrap: None,
+            extra_objects: Vec::new(),
         }
     }
 }
@@ -125,6 +132,10 @@ pub enum Effect {
     RegistrationParametersChanged,
     /// An instance was created or deleted: the next Update carries the object links.
     ObjectsChanged,
+    /// An executable resource of an [extra object](ExtraObject) was executed (answered 2.04,
+    /// nothing else done): for the test that plays the object's behaviour. `arguments` are
+    /// the request's payload as sent (checked to be valid Execute arguments, Core §5.4.5).
+    Executed { path: Path, arguments: Vec<u8> },
     /// The Firmware Update object needs the device loop (timers, a download).
     Firmware(crate::firmware::Task),
 }
@@ -176,8 +187,7 @@ pub fn handle(device: &mut Device, request: &Request) -> Response {
 
 impl Device {
     pub fn new(config: DeviceConfig) -> Device {
-        let models = DeviceModels::shared(config.lwm2m);
-        let bs_models = DeviceModels::bootstrap(config.lwm2m);
+        let (models, bs_models) = models_for(&config);
         let tree = initial::tree(&config, &models);
         Device {
             ssid: config.short_server_id,
@@ -213,8 +223,7 @@ impl Device {
             return;
         }
         self.config.lwm2m = lwm2m;
-        self.models = DeviceModels::shared(lwm2m);
-        self.bs_models = DeviceModels::bootstrap(lwm2m);
+        (self.models, self.bs_models) = models_for(&self.config);
         let models = Arc::clone(&self.bs_models);
         for (object, instances) in &mut self.tree {
             for inst in instances.values_mut() {
@@ -577,6 +586,16 @@ impl Device {
             Err(DmError::UnsupportedContentFormat(format.code()))
         }
     }
+}
+
+/// The device's models and its bootstrap models: the shared sets of its version, plus its
+/// extra objects when it has any.
+fn models_for(config: &DeviceConfig) -> (Arc<DeviceModels>, Arc<DeviceModels>) {
+    let extra = &config.extra_objects;
+    (
+        DeviceModels::with_extra(&DeviceModels::shared(config.lwm2m), extra),
+        DeviceModels::with_extra(&DeviceModels::bootstrap(config.lwm2m), extra),
+    )
 }
 
 impl DeviceModels {

@@ -4,11 +4,17 @@
 //! type values with exactly those models (a 1.0 Device object has no resource the 1.2 one
 //! adds). The models are built once per LwM2M version and shared: a fleet of 100k devices must
 //! not hold 100k copies of the DDF.
+//!
+//! A device made with extra objects ([`super::ExtraObject`], the objects of a server plugin)
+//! gets its own `DeviceModels`: the shared set plus the extras. Every model sits behind an
+//! `Arc`, so that set is a small map of pointers, not a copy of the core DDF.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, OnceLock};
 
 use steward_objects::{ModelRegistry, Models, ObjectModel, Version};
+
+use super::ExtraObject;
 
 /// The objects every simulated device has: Security, Server, Device, Connectivity Monitoring,
 /// Firmware Update.
@@ -23,7 +29,13 @@ pub const BOOTSTRAP_ONLY_OBJECTS: [u16; 2] = [2, 21];
 #[derive(Debug, Clone)]
 pub struct DeviceModels {
     lwm2m: Version,
-    objects: BTreeMap<u16, ObjectModel>,
+    objects: BTreeMap<u16, Arc<ObjectModel>>,
+}
+
+/// True for the objects a device has of its own ([`OBJECTS`] and [`BOOTSTRAP_ONLY_OBJECTS`]):
+/// an extra object cannot take one of their IDs.
+pub fn is_core_object(id: u16) -> bool {
+    OBJECTS.contains(&id) || BOOTSTRAP_ONLY_OBJECTS.contains(&id)
 }
 
 impl DeviceModels {
@@ -55,6 +67,20 @@ impl DeviceModels {
         DeviceModels::pick(sets, lwm2m)
     }
 
+    /// `base` plus the models of `extra` (skipping any with a core object's ID; a later extra
+    /// replaces an earlier one with the same ID). Without extras, `base` itself: devices
+    /// without extra objects keep sharing one set.
+    pub fn with_extra(base: &Arc<DeviceModels>, extra: &[ExtraObject]) -> Arc<DeviceModels> {
+        if extra.iter().all(|e| is_core_object(e.model.id)) {
+            return Arc::clone(base);
+        }
+        let mut models = DeviceModels::clone(base);
+        for e in extra.iter().filter(|e| !is_core_object(e.model.id)) {
+            models.objects.insert(e.model.id, Arc::clone(&e.model));
+        }
+        Arc::new(models)
+    }
+
     fn pick(sets: &[Arc<DeviceModels>; 3], lwm2m: Version) -> Arc<DeviceModels> {
         let [v10, v11, v12] = sets;
         if lwm2m < Version::V1_1 {
@@ -77,7 +103,7 @@ impl DeviceModels {
                     .into_iter()
                     .filter(|v| *v <= lwm2m)
                     .max()?;
-                registry.get(id, version).map(|m| (id, m.clone()))
+                registry.get(id, version).map(|m| (id, Arc::new(m.clone())))
             })
             .collect();
         DeviceModels { lwm2m, objects }
@@ -95,11 +121,16 @@ impl DeviceModels {
     pub fn object_ids(&self) -> impl Iterator<Item = u16> + '_ {
         self.objects.keys().copied()
     }
+
+    /// The IDs of the extra objects (those not [core](is_core_object)).
+    pub fn extra_object_ids(&self) -> impl Iterator<Item = u16> + '_ {
+        self.object_ids().filter(|id| !is_core_object(*id))
+    }
 }
 
 impl Models for DeviceModels {
     fn object(&self, id: u16) -> Option<&ObjectModel> {
-        self.objects.get(&id)
+        self.objects.get(&id).map(|m| &**m)
     }
 }
 

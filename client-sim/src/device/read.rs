@@ -51,6 +51,20 @@ impl Device {
         Ok((format, body))
     }
 
+    /// The node at `path` as the server may read it: `None` for a resource that is not
+    /// readable, and an object or instance without such resources. What Send reports.
+    pub fn readable(&self, path: &Path) -> Option<Node> {
+        if let (Some(o), Some(r)) = (path.object_id(), path.resource_id())
+            && self
+                .models
+                .resource(o, r)
+                .is_some_and(|m| !m.operations.read)
+        {
+            return None;
+        }
+        self.readable_node(path)
+    }
+
     /// The node at `path` without resources the model says are not readable (write-only and
     /// executable ones).
     pub(super) fn readable_node(&self, path: &Path) -> Option<Node> {

@@ -8,6 +8,7 @@ use steward_coap::message::{Code, Response, option};
 use steward_objects::{ContentFormat, Instance, Models, Node, Path, Resource, Value, codec};
 
 use super::error::DmError;
+use super::models::is_core_object;
 use super::{Device, Effect, WriteMode};
 
 impl Device {
@@ -86,6 +87,11 @@ impl Device {
             (1, 8) => self.effects.push(Effect::RegistrationUpdate),
             (1, 9) => self.effects.push(Effect::BootstrapRequest),
             (5, r) => return crate::firmware::execute(self, r),
+            // An extra object's behaviour is the test's: record the Execute for it.
+            (o, _) if !is_core_object(o) => self.effects.push(Effect::Executed {
+                path: *path,
+                arguments: arguments.to_vec(),
+            }),
             // Other executables exist in the model but do nothing on a simulator.
             _ => {}
         }

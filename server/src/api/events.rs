@@ -205,6 +205,7 @@ impl EventHub {
         shutdown: &ApiShutdown,
         delayed: &broadcast::Sender<super::clients::DelayedResponse>,
         coap_log: &broadcast::Sender<CoapLogRecord>,
+        plugins: Option<broadcast::Receiver<crate::plugins::dispatch::PluginApiEvent>>,
     ) -> EventHub {
         let (frames, _) = broadcast::channel(FRAME_CAPACITY);
         let (to_hub, taps) = mpsc::unbounded_channel();
@@ -242,6 +243,13 @@ impl EventHub {
             hub.frames.clone(),
             shutdown.subscribe(),
         ));
+        if let Some(plugins) = plugins {
+            tokio::spawn(forward_plugin_events(
+                plugins,
+                hub.frames.clone(),
+                shutdown.subscribe(),
+            ));
+        }
         hub
     }
 
@@ -252,6 +260,41 @@ impl EventHub {
     /// SSE connections open now.
     pub fn open_streams(&self) -> u64 {
         self.streams.load(Ordering::Relaxed)
+    }
+}
+
+/// `PLUGIN`: what plugins emit (`{"plugin","kind","data"}`). An event whose data names an
+/// `endpoint` reaches that endpoint's `?ep=` streams too.
+async fn forward_plugin_events(
+    mut events: broadcast::Receiver<crate::plugins::dispatch::PluginApiEvent>,
+    frames: broadcast::Sender<Arc<Frame>>,
+    mut stop: watch::Receiver<bool>,
+) {
+    loop {
+        let received = tokio::select! {
+            received = events.recv() => received,
+            _ = stop.wait_for(|stopped| *stopped) => return,
+        };
+        match received {
+            Ok(event) => {
+                let endpoint = event
+                    .data
+                    .get("endpoint")
+                    .and_then(serde_json::Value::as_str)
+                    .unwrap_or_default()
+                    .to_owned();
+                let data = serde_json::json!(event).to_string();
+                let _ = frames.send(Arc::new(Frame {
+                    endpoint,
+                    name: "PLUGIN",
+                    data,
+                }));
+            }
+            Err(broadcast::error::RecvError::Lagged(n)) => {
+                tracing::warn!(dropped = n, "plugin events dropped before the event stream");
+            }
+            Err(broadcast::error::RecvError::Closed) => return,
+        }
     }
 }
 

@@ -23,6 +23,7 @@ pub mod events;
 pub mod leshan_json;
 pub mod metrics;
 pub mod openapi;
+pub mod plugins;
 pub mod security;
 pub mod steward;
 
@@ -45,6 +46,9 @@ pub struct ApiState {
     pub coap_log: tokio::sync::broadcast::Sender<events::CoapLogRecord>,
     /// Handshake counters of the DTLS listeners, by listener (`lwm2m`, `bootstrap`).
     pub dtls: Vec<(&'static str, steward_dtls::DtlsCounters)>,
+    /// The plugin host (`/api/steward/plugins`, `PLUGIN` events); `None` in API tests
+    /// without one.
+    pub plugins: Option<crate::plugins::dispatch::Dispatcher>,
 }
 
 /// Where the server's listeners are (for `/api/server/endpoint` and the UIs).
@@ -63,6 +67,7 @@ pub fn router(state: ApiState) -> Router {
         &state.shutdown,
         &state.delayed,
         &state.coap_log,
+        state.plugins.as_ref().map(|p| p.api_events()),
     );
     let metrics = metrics::Metrics::new(hub.clone());
     Router::new()
@@ -70,6 +75,7 @@ pub fn router(state: ApiState) -> Router {
         .merge(security::routes())
         .merge(bootstrap::routes())
         .merge(steward::routes())
+        .merge(plugins::routes())
         .merge(events::routes(hub))
         .merge(metrics::routes(metrics.clone()))
         .merge(openapi::routes())

@@ -53,6 +53,8 @@ pub struct BootstrapRequested {
     pub endpoint: String,
     /// `coap` or `coaps`.
     pub transport: &'static str,
+    /// A session started (false: refused, e.g. no configuration).
+    pub accepted: bool,
 }
 
 /// Why an operator command got no answer.
@@ -94,6 +96,10 @@ struct Inner {
     /// Which plugins were told a device registered (so they hear when it goes).
     seen: Mutex<HashMap<String, Vec<String>>>,
     counters: DispatchCounters,
+    /// Set at shutdown: nothing more is queued.
+    closed: std::sync::atomic::AtomicBool,
+    /// The workers and routing loops, awaited at shutdown.
+    tasks: Mutex<Vec<tokio::task::JoinHandle<()>>>,
 }
 
 /// The running dispatcher. Cheap to clone.
@@ -132,6 +138,8 @@ impl Dispatcher {
                 observations: Mutex::new(HashMap::new()),
                 seen: Mutex::new(HashMap::new()),
                 counters: DispatchCounters::default(),
+                closed: std::sync::atomic::AtomicBool::new(false),
+                tasks: Mutex::new(Vec::new()),
             }),
         };
         // Devices registered before this start (restored from the store) are known to the
@@ -142,10 +150,15 @@ impl Dispatcher {
                 lock(&dispatcher.inner.seen).insert(r.endpoint.clone(), owners);
             }
         }
-        tokio::spawn(Arc::clone(&dispatcher.inner).device_events(devices.events(), stop.clone()));
+        let mut tasks = vec![tokio::spawn(
+            Arc::clone(&dispatcher.inner).device_events(devices.events(), stop.clone()),
+        )];
         if let Some(rx) = bootstrap {
-            tokio::spawn(Arc::clone(&dispatcher.inner).bootstrap_requests(rx, stop.clone()));
+            tasks.push(tokio::spawn(
+                Arc::clone(&dispatcher.inner).bootstrap_requests(rx, stop.clone()),
+            ));
         }
+        lock(&dispatcher.inner.tasks).extend(tasks);
         dispatcher.inner.restore_timers();
         dispatcher
     }
@@ -161,6 +174,25 @@ impl Dispatcher {
     /// The plugins' events for the API stream.
     pub fn api_events(&self) -> broadcast::Receiver<PluginApiEvent> {
         self.inner.api_events.subscribe()
+    }
+
+    /// Stops taking events, lets every plugin finish the event it is handling (its key-value
+    /// writes land), drops the timers (they are in the store) and waits for the workers.
+    /// `stop` (given to [`Dispatcher::start`]) must have fired, or the routing loops keep
+    /// running.
+    pub async fn shutdown(&self) {
+        self.inner.closed.store(true, Ordering::SeqCst);
+        lock(&self.inner.queues).clear();
+        for (_, timer) in lock(&self.inner.timers).drain() {
+            timer.abort();
+        }
+        let tasks = std::mem::take(&mut *lock(&self.inner.tasks));
+        let wait = self.inner.host.config().limits.deadline + Duration::from_secs(10);
+        for task in tasks {
+            if tokio::time::timeout(wait, task).await.is_err() {
+                tracing::warn!("a plugin worker did not stop in time");
+            }
+        }
     }
 
     /// Reloads the plugin directory, then gives the device-management service the models of
@@ -218,10 +250,14 @@ impl Inner {
     /// Queues `job` for `plugin`, starting its worker on first use. False when the queue is
     /// full.
     fn enqueue(self: &Arc<Self>, plugin: &str, job: Job) -> bool {
+        if self.closed.load(Ordering::SeqCst) {
+            return false;
+        }
         let mut queues = lock(&self.queues);
         let tx = queues.entry(plugin.to_owned()).or_insert_with(|| {
             let (tx, rx) = mpsc::channel(QUEUE);
-            tokio::spawn(Arc::clone(self).worker(plugin.to_owned(), rx));
+            let worker = tokio::spawn(Arc::clone(self).worker(plugin.to_owned(), rx));
+            lock(&self.tasks).push(worker);
             tx
         });
         match tx.try_send(job) {
@@ -609,6 +645,7 @@ impl Inner {
                                 Event::BootstrapRequest(BootstrapRequest {
                                     endpoint: b.endpoint.clone(),
                                     transport: b.transport.to_owned(),
+                                    accepted: b.accepted,
                                 }),
                             );
                         }

@@ -248,7 +248,9 @@ fn request(
             DownlinkRequest::Write {
                 path: target,
                 node,
-                mode: if w.replace {
+                // Core §5.4.3: a resource (or resource instance) is always replaced; only an
+                // instance has a partial update.
+                mode: if w.replace || target.depth() > 2 {
                     WriteMode::Replace
                 } else {
                     WriteMode::PartialUpdate
@@ -297,7 +299,7 @@ fn request(
 mod tests {
     use super::*;
     use crate::plugins::bindings::steward::plugin::types::{
-        AuditRecord, DeviceRequest, Entry, Value as WitValue, WriteRequest,
+        AuditRecord, DeviceRequest, Entry, ExecuteRequest, Value as WitValue, WriteRequest,
     };
     use crate::plugins::describe::{OwnedObject, PluginName};
 
@@ -391,7 +393,10 @@ mod tests {
                 "not an LwM2M path",
             ),
             (
-                req(Operation::Execute(Default::default())),
+                req(Operation::Execute(ExecuteRequest {
+                    path: String::new(),
+                    arguments: None,
+                })),
                 "not an LwM2M path",
             ),
             (Effect::KvPut((String::new(), vec![])), "key"),

@@ -22,6 +22,7 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::{Duration, Instant, SystemTime};
 
+use crate::plugins::dispatch::BootstrapRequested;
 use steward_coap::endpoint::{Event, Incoming, RequestId};
 use steward_coap::message::{Code, Method, Request, Response, encode_uint, option};
 use steward_coap::stack::Stack;
@@ -81,6 +82,8 @@ struct Shared {
     est_slots: Arc<Semaphore>,
     /// Every session event, for the API's `/bs/api/event` stream (no receiver is fine).
     events: broadcast::Sender<BootstrapEvent>,
+    /// Every Bootstrap-Request that started a session, for the plugins.
+    requests: broadcast::Sender<BootstrapRequested>,
 }
 
 /// One listener's router: its own map of our requests, since request IDs are per stack.
@@ -102,6 +105,7 @@ pub(super) fn start(
     server_certificate: Option<steward_dtls::ServerCertificate>,
     stop: watch::Receiver<bool>,
     events: broadcast::Sender<BootstrapEvent>,
+    requests: broadcast::Sender<BootstrapRequested>,
 ) -> Result<BootstrapListeners, RuntimeError> {
     let sessions = BootstrapSessions::new(crate::bootstrap::SessionsConfig {
         allow_unsecured,
@@ -114,6 +118,7 @@ pub(super) fn start(
         pki: pki.clone(),
         est_slots: Arc::new(Semaphore::new(EST_IN_FLIGHT)),
         events,
+        requests,
     });
 
     let (socket, _) = udp::bind(&UdpConfig {
@@ -271,6 +276,21 @@ impl BootstrapRouter {
                 let store: &dyn Store = &*self.shared.store;
                 lock(&self.shared.sessions).on_request(unix_ms(), &who, request, store)
             };
+            for action in &actions {
+                let (endpoint, accepted) = match action {
+                    Action::Event(BootstrapEvent::Started { endpoint, .. }) => (endpoint, true),
+                    Action::Event(BootstrapEvent::Refused {
+                        endpoint: Some(endpoint),
+                        ..
+                    }) => (endpoint, false),
+                    _ => continue,
+                };
+                let _ = self.shared.requests.send(BootstrapRequested {
+                    endpoint: endpoint.clone(),
+                    transport: self.transport.trim_start_matches("bs-"),
+                    accepted,
+                });
+            }
             // The answer to the Bootstrap-Request goes before the session's first request.
             respond(stack, now, id, response);
             self.apply(stack, now, actions);

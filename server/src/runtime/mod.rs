@@ -85,6 +85,8 @@ use crate::dm::{DeviceRequests, DmConfig, Ticket, is_send};
 use crate::lwm2m::registration::is_registration_path;
 use crate::lwm2m::{DomainEvent, Lwm2mServer, Peer, ServerConfig};
 use crate::pki::PkiService;
+use crate::plugins::dispatch::Dispatcher;
+use crate::plugins::host::PluginHost;
 
 mod bootstrap;
 mod http;
@@ -140,6 +142,8 @@ pub enum RuntimeError {
     Flush(StoreError),
     #[error("the CA in the data directory: {0}")]
     Pki(String),
+    #[error("the plugin host: {0}")]
+    Plugins(String),
 }
 
 /// A running server; stop it with [`RunningServer::shutdown`] (dropping it stops the listeners
@@ -160,6 +164,7 @@ pub struct RunningServer {
     bootstrap: Option<bootstrap::BootstrapListeners>,
     http: Option<http::HttpServer>,
     pki: Option<PkiService>,
+    plugins: Dispatcher,
 }
 
 /// Opens the store, restores the registrations, and starts the listeners, the expiry timer and
@@ -205,6 +210,27 @@ pub async fn start_with(config: &Config, dm: DmConfig) -> Result<RunningServer, 
             .map_err(|e| RuntimeError::Pki(e.to_string()))?
     };
 
+    // Plugins load before the device-management service so that the models of the objects
+    // they own type requests and answers from the first registration on.
+    let plugin_host = {
+        let host_config = config.plugins.host_config(&config.data_dir);
+        let store = Arc::clone(&store);
+        let pki = pki.clone();
+        tokio::task::spawn_blocking(move || {
+            let host = PluginHost::new(host_config, Some(store), pki)
+                .map_err(|e| RuntimeError::Plugins(e.to_string()))?;
+            let report = host.load();
+            tracing::info!(loaded = ?report.loaded, refused = report.refused.len(), "plugins loaded");
+            Ok::<_, RuntimeError>(Arc::new(host))
+        })
+        .await
+        .map_err(|_| RuntimeError::Task("loading the plugins"))??
+    };
+    let mut models = ModelRegistry::core();
+    for model in plugin_host.models() {
+        models.insert(model);
+    }
+
     let mut server = Lwm2mServer::new(ServerConfig {
         allow_unsecured: config.allow_unsecured,
         default_lifetime: config.default_lifetime,
@@ -228,7 +254,7 @@ pub async fn start_with(config: &Config, dm: DmConfig) -> Result<RunningServer, 
     let lwm2m: Shared = Arc::new(Mutex::new(server));
     let hub = Arc::new(Hub::new(
         Arc::clone(&lwm2m),
-        DeviceRequests::new(dm, ModelRegistry::core()),
+        DeviceRequests::new(dm, models),
     ));
     let (restored_queue, unreadable) = hub.restore(Instant::now(), unix_ms(), queued, observations);
     tracing::info!(
@@ -359,6 +385,7 @@ pub async fn start_with(config: &Config, dm: DmConfig) -> Result<RunningServer, 
 
     let (stop, stopped) = watch::channel(false);
     let (bootstrap_events, _) = tokio::sync::broadcast::channel(1024);
+    let (bootstrap_requests, bootstrap_requests_rx) = tokio::sync::broadcast::channel(1024);
     let bootstrap = bootstrap::start(
         config.bs_coap_addr(),
         config.bs_coaps_addr(),
@@ -368,7 +395,14 @@ pub async fn start_with(config: &Config, dm: DmConfig) -> Result<RunningServer, 
         pki_certificate,
         stopped.clone(),
         bootstrap_events.clone(),
+        bootstrap_requests,
     )?;
+    let plugins = Dispatcher::start(
+        plugin_host,
+        Devices::new(Arc::clone(&hub)),
+        Some(bootstrap_requests_rx),
+        stopped.clone(),
+    );
     let api = crate::api::ApiState {
         devices: Devices::new(Arc::clone(&hub)),
         store: Arc::clone(&store) as Arc<dyn Store>,
@@ -378,6 +412,7 @@ pub async fn start_with(config: &Config, dm: DmConfig) -> Result<RunningServer, 
         delayed: crate::api::clients::delayed_channel(),
         bootstrap_events,
         coap_log,
+        plugins: Some(plugins.clone()),
         dtls: vec![
             ("lwm2m", dtls_counters),
             ("bootstrap", bootstrap.dtls_counters.clone()),
@@ -416,6 +451,7 @@ pub async fn start_with(config: &Config, dm: DmConfig) -> Result<RunningServer, 
         bootstrap: Some(bootstrap),
         http: Some(http),
         pki,
+        plugins,
     })
 }
 
@@ -484,6 +520,11 @@ impl RunningServer {
     }
 
     /// The CA service, when the data directory has a CA.
+    /// The plugin host and its dispatcher.
+    pub fn plugins(&self) -> &Dispatcher {
+        &self.plugins
+    }
+
     pub fn pki(&self) -> Option<&PkiService> {
         self.pki.as_ref()
     }
@@ -523,6 +564,9 @@ impl RunningServer {
         {
             failed = Some(RuntimeError::Task("the device-management timer"));
         }
+        // The stop signal above ended the plugin routing loops; the workers finish their
+        // current event and let go of the store.
+        self.plugins.shutdown().await;
         // Callers still waiting get ServerStopped; the hub lets go of its job sender.
         self.hub.close();
         // Every job sender lived in the listeners and the timer, which are gone: the writer
