@@ -532,6 +532,59 @@ async fn hostile_plugins_are_contained_while_devices_are_served() {
         .await;
     let (status, _) = http_command(http, "hostile", "ok", Json::Null).await;
     assert_eq!(status, 200);
+
+    // The operator's CLI talks to the same API.
+    use steward::plugins_cli::PluginsCommand;
+    let cli = |command| {
+        let args = steward::plugins_cli::PluginsArgs {
+            command,
+            api: Some(format!("http://{http}")),
+            token: None,
+        };
+        tokio::task::spawn_blocking(move || steward::plugins_cli::run(&args))
+    };
+    let lines = cli(PluginsCommand::List)
+        .await
+        .expect("task")
+        .expect("list");
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with("hostile") && l.contains("active")),
+        "{lines:?}"
+    );
+    let disable = PluginsCommand::Disable {
+        name: "hostile".into(),
+    };
+    let lines = cli(disable).await.expect("task").expect("disable");
+    assert_eq!(lines, ["hostile: disabled"]);
+    let refused = cli(PluginsCommand::Command {
+        name: "hostile".into(),
+        command: "ok".into(),
+        argument: None,
+    })
+    .await
+    .expect("task")
+    .expect_err("disabled");
+    assert!(refused.to_string().contains("503"), "{refused}");
+    let enable = PluginsCommand::Enable {
+        name: "hostile".into(),
+    };
+    cli(enable).await.expect("task").expect("enable");
+    let lines = cli(PluginsCommand::Command {
+        name: "example".into(),
+        command: "put".into(),
+        argument: Some(r#"{"key":"k","value":"v"}"#.into()),
+    })
+    .await
+    .expect("task")
+    .expect("command");
+    assert_eq!(lines, [r#"{"stored":true}"#]);
+    let lines = cli(PluginsCommand::Reload)
+        .await
+        .expect("task")
+        .expect("reload");
+    assert_eq!(lines[0], "loaded: example, hostile");
     server.shutdown().await.expect("shutdown");
 }
 

@@ -225,3 +225,123 @@ fn forbidden_effects_fail_the_event_and_nothing_of_it_applies() {
         "{rejected}"
     );
 }
+
+#[test]
+fn reload_swaps_while_an_event_finishes_on_the_old_version() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let host = Arc::new(host(dir.path(), &["example", "hostile"], |c| {
+        c.limits.deadline = Duration::from_secs(10);
+    }));
+    host.load();
+    let running = {
+        let host = Arc::clone(&host);
+        std::thread::spawn(move || call(&host, "hostile", &command("slow", "500")))
+    };
+    std::thread::sleep(Duration::from_millis(100));
+    std::fs::remove_file(dir.path().join("plugins/hostile.wasm")).expect("remove");
+    let report = host.load();
+    assert_eq!(report.loaded, ["example"], "the new table no longer has it");
+    assert!(host.routing().get("hostile").is_none());
+    let reply = running
+        .join()
+        .expect("thread")
+        .expect("the running event finished");
+    assert_eq!(reply, Some(serde_json::json!({"slept": 500})));
+
+    // A file that no longer loads keeps its previous version running.
+    std::fs::write(dir.path().join("plugins/example.wasm"), b"not a component").expect("write");
+    let report = host.load();
+    assert_eq!(report.loaded, ["example"]);
+    assert!(
+        report.refused[0].reason.contains("not a valid component"),
+        "{report:?}"
+    );
+    call(&host, "example", &command("now", "null")).expect("the previous version answers");
+}
+
+#[test]
+fn signed_manifests_pin_the_digest_and_the_signer() {
+    use steward::plugins_cli::{PluginsArgs, PluginsCommand, run};
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let host = host(dir.path(), &["example"], |c| c.require_signed = true);
+    let report = host.load();
+    assert!(report.loaded.is_empty());
+    assert!(
+        report.refused[0].reason.contains("no signed manifest"),
+        "{report:?}"
+    );
+
+    // The publisher signs with the CLI; the server trusts the signer's public key.
+    let group =
+        openssl::ec::EcGroup::from_curve_name(openssl::nid::Nid::X9_62_PRIME256V1).expect("curve");
+    let key = openssl::pkey::PKey::from_ec_key(openssl::ec::EcKey::generate(&group).expect("key"))
+        .expect("pkey");
+    let key_file = dir.path().join("publisher.pem");
+    std::fs::write(&key_file, key.private_key_to_pem_pkcs8().expect("pem")).expect("key");
+    let component = dir.path().join("plugins/example.wasm");
+    let sign = |signer: &str| {
+        run(&PluginsArgs {
+            command: PluginsCommand::Sign {
+                key: key_file.clone(),
+                signer: signer.into(),
+                file: component.clone(),
+            },
+            api: None,
+            token: None,
+        })
+        .expect("signed")
+    };
+    let lines = sign("publisher");
+    assert!(lines[0].contains("plugin example 0.1.0"), "{lines:?}");
+    let report = host.load();
+    assert!(
+        report.refused[0].reason.contains("unknown signer"),
+        "{report:?}"
+    );
+    let signers = dir.path().join("plugins/signers");
+    std::fs::create_dir_all(&signers).expect("signers");
+    std::fs::write(
+        signers.join("publisher.pem"),
+        key.public_key_to_pem().expect("public pem"),
+    )
+    .expect("signer");
+    let report = host.load();
+    assert_eq!(report.loaded, ["example"], "{report:?}");
+    assert_eq!(host.status()[0].signer.as_deref(), Some("publisher"));
+
+    // Another component under the signed manifest: the digest no longer matches.
+    std::fs::copy(plugins::component("template"), &component).expect("swap");
+    let report = host.load();
+    let refused = &report.refused[0].reason;
+    assert!(refused.contains("digest mismatch"), "{refused}");
+    assert_eq!(
+        report.loaded,
+        ["example"],
+        "the signed version keeps running"
+    );
+
+    // A manifest for the right bytes but another plugin's name.
+    let bytes = std::fs::read(&component).expect("read");
+    let pem = String::from_utf8(key.private_key_to_pem_pkcs8().expect("pem")).expect("utf8");
+    let manifest =
+        steward::plugins::manifest::sign_manifest(&bytes, "example", None, "publisher", &pem)
+            .expect("manifest");
+    std::fs::write(dir.path().join("plugins/example.wasm.manifest"), manifest).expect("write");
+    let report = host.load();
+    assert!(
+        report.refused[0]
+            .reason
+            .contains("manifest is for plugin \"example\""),
+        "{report:?}"
+    );
+}
+
+#[test]
+fn the_template_answers_hello() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let host = host(dir.path(), &["template"], |_| {});
+    assert_eq!(host.load().loaded, ["template"]);
+    let reply = call(&host, "template", &command("hello", "\"world\"")).expect("hello");
+    assert_eq!(reply, Some(serde_json::json!({"hello": "world"})));
+}

@@ -8,7 +8,9 @@
 //! - `trap` → panics, which traps;
 //! - `host-spin` → calls the host's `kv-list("", 1000)` forever (time spent in the host must
 //!   count against the deadline);
-//! - `fail` → `Err(failed)`.
+//! - `fail` → `Err(failed)`;
+//! - `slow` → busy for the number of milliseconds in its argument, then replies
+//!   `{"slept": ms}` (an event still running while the host reloads).
 
 use std::hint::black_box;
 
@@ -43,6 +45,17 @@ impl Plugin for Hostile {
             "trap" => panic!("deliberate trap"),
             "host-spin" => host_spin(),
             "fail" => Err(failed("asked to fail")),
+            "slow" => {
+                let ms: u64 = command
+                    .argument
+                    .parse()
+                    .map_err(|_| rejected("slow takes a number of milliseconds"))?;
+                let until = host::now_ms().saturating_add(ms);
+                while host::now_ms() < until {
+                    black_box(());
+                }
+                Ok(vec![effect::reply(format!(r#"{{"slept": {ms}}}"#))])
+            }
             other => Err(rejected(format!("unknown command {other}"))),
         }
     }
