@@ -345,3 +345,22 @@ fn the_template_answers_hello() {
     let reply = call(&host, "template", &command("hello", "\"world\"")).expect("hello");
     assert_eq!(reply, Some(serde_json::json!({"hello": "world"})));
 }
+
+#[test]
+fn a_newcomer_cannot_take_objects_across_a_restart() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    plugins::install(dir.path(), &["example"]);
+    let store = Arc::new(SledStore::open(dir.path().join("db")).expect("store"));
+    let config = HostConfig::in_data_dir(dir.path());
+    {
+        let first = PluginHost::new(config.clone(), Some(Arc::clone(&store)), None).expect("host");
+        assert_eq!(first.load().loaded, ["example"]);
+    }
+    // While the server is down, a component claiming the same object arrives; its file name
+    // sorts first.
+    plugins::install(dir.path(), &["claimer"]);
+    let restarted = PluginHost::new(config, Some(store), None).expect("host");
+    let report = restarted.load();
+    assert_eq!(report.loaded, ["example"], "{report:?}");
+    assert!(report.refused[0].reason.contains("which plugin example already owns"));
+}

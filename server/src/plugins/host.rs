@@ -302,16 +302,37 @@ impl PluginHost {
                 };
             }
         };
-        // Plugins already running go first, so a newcomer cannot take their objects; the rest
-        // in file-name order.
-        files.sort_by_key(|f| (!old.plugins().any(|p| &p.file == f), f.clone()));
+        // Describe every file first, then accept in this order: the plugins running now, then
+        // those that owned objects before the last restart (recorded in the store), then the
+        // rest by file name. A newcomer never takes a running or previous owner's objects,
+        // whatever its file is called.
+        files.sort();
+        let previous_owners = self
+            .store
+            .as_ref()
+            .and_then(|s| s.plugin_owners().ok())
+            .unwrap_or_default();
+        let mut candidates: Vec<(PathBuf, Result<Arc<LoadedPlugin>, String>)> = files
+            .into_iter()
+            .map(|f| {
+                let loaded = self.load_file(&f).map(|(p, _)| p);
+                (f, loaded)
+            })
+            .collect();
+        let rank = |file: &PathBuf, loaded: &Result<Arc<LoadedPlugin>, String>| {
+            let name = loaded.as_ref().ok().map(|p| p.name().to_owned());
+            let running = old.plugins().any(|p| &p.file == file)
+                || name.as_ref().is_some_and(|n| old.plugins.contains_key(n));
+            let owned_before = name
+                .as_ref()
+                .is_some_and(|n| previous_owners.values().any(|o| o == n));
+            (!running, !owned_before)
+        };
+        candidates.sort_by_cached_key(|(f, l)| (rank(f, l), f.clone()));
         let mut next = Routing::default();
         let mut refused = Vec::new();
-        for file in files {
-            let loaded = self
-                .load_file(&file)
-                .map(|(p, _)| p)
-                .and_then(|p| accept(&next, p));
+        for (file, loaded) in candidates {
+            let loaded = loaded.and_then(|p| accept(&next, p));
             let plugin = match loaded {
                 Ok(p) => p,
                 Err(reason) => {
@@ -337,6 +358,12 @@ impl PluginHost {
                 next.owners.insert(o.id, plugin.name().to_owned());
             }
             next.plugins.insert(plugin.name().to_owned(), plugin);
+        }
+        refused.sort_by(|a, b| a.file.cmp(&b.file));
+        if let Some(store) = &self.store
+            && let Err(e) = store.plugin_set_owners(&next.owners)
+        {
+            tracing::error!(error = %e, "cannot record which plugin owns which object");
         }
         // Disabled flags live in the store, so they survive restarts.
         {

@@ -302,15 +302,14 @@ impl HasData for Io {
     type Data<'a> = &'a mut ResourceTable;
 }
 
-/// The WASI a Rust `wasm32-wasip2` plugin needs to start, granting nothing: no preopened
-/// directories (so the filesystem interfaces reach no file), no environment or arguments,
-/// stdin empty, stdout discarded, stderr captured for trap reports, clocks and randomness.
-/// Sockets are not linked at all: a component that imports them fails to load.
+/// The WASI a Rust `wasm32-wasip2` plugin needs, granting nothing: no environment or
+/// arguments, stdin empty, stdout discarded, stderr captured for trap reports, clocks and
+/// randomness. The filesystem and sockets are not linked at all: a component that imports
+/// them (`std::fs`, `std::net`) fails to load, before any of its code runs.
 fn link_wasi(l: &mut Linker<Sandbox>) -> wasmtime::Result<()> {
     use wasmtime_wasi::cli::{WasiCli, WasiCliView};
     use wasmtime_wasi::clocks::{WasiClocks, WasiClocksView};
-    use wasmtime_wasi::filesystem::{WasiFilesystem, WasiFilesystemView};
-    use wasmtime_wasi::p2::bindings::{cli, clocks, filesystem, random, sync};
+    use wasmtime_wasi::p2::bindings::{cli, clocks, random, sync};
     use wasmtime_wasi::random::WasiRandom;
 
     wasmtime_wasi_io::bindings::wasi::io::error::add_to_linker::<Sandbox, Io>(l, |s| &mut s.table)?;
@@ -331,8 +330,6 @@ fn link_wasi(l: &mut Linker<Sandbox>) -> wasmtime::Result<()> {
     cli::terminal_stdin::add_to_linker::<Sandbox, WasiCli>(l, Sandbox::cli)?;
     cli::terminal_stdout::add_to_linker::<Sandbox, WasiCli>(l, Sandbox::cli)?;
     cli::terminal_stderr::add_to_linker::<Sandbox, WasiCli>(l, Sandbox::cli)?;
-    filesystem::preopens::add_to_linker::<Sandbox, WasiFilesystem>(l, Sandbox::filesystem)?;
-    sync::filesystem::types::add_to_linker::<Sandbox, WasiFilesystem>(l, Sandbox::filesystem)?;
     Ok(())
 }
 

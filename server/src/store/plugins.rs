@@ -6,6 +6,7 @@
 //! | `plugin_kv` | plugin name ‖ 0x00 ‖ key | the value |
 //! | `plugin_timers` | plugin name ‖ 0x00 ‖ timer name | due time, Unix ms, u64 BE |
 //! | `plugin_disabled` | plugin name | empty |
+//! | `plugin_owners` | object ID, u16 BE | the owning plugin's name |
 //!
 //! Plugin names never contain 0x00 (see `plugins::describe`), so a namespace is exactly the
 //! keys that start with `name ‖ 0x00` and one plugin's prefix scan cannot reach another's.
@@ -19,6 +20,7 @@ use super::{SledStore, StoreError};
 const KV: &str = "plugin_kv";
 const TIMERS: &str = "plugin_timers";
 const DISABLED: &str = "plugin_disabled";
+const OWNERS: &str = "plugin_owners";
 
 /// One key-value change of an event's effects.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -163,6 +165,36 @@ impl SledStore {
             tree.remove(plugin.as_bytes()).map_err(sled_error)?;
         }
         self.commit()
+    }
+
+    /// Records which plugin owns which object (replacing the previous record), so that the
+    /// same plugins keep their objects across restarts.
+    pub fn plugin_set_owners(
+        &self,
+        owners: &std::collections::HashMap<u16, String>,
+    ) -> Result<(), StoreError> {
+        let tree = self.plugin_tree(OWNERS)?;
+        let mut batch = sled::Batch::default();
+        for key in tree.iter().keys() {
+            batch.remove(key.map_err(sled_error)?);
+        }
+        for (object, plugin) in owners {
+            batch.insert(&object.to_be_bytes(), plugin.as_bytes());
+        }
+        tree.apply_batch(batch).map_err(sled_error)?;
+        self.commit()
+    }
+
+    /// Object ID → owning plugin, as last recorded.
+    pub fn plugin_owners(&self) -> Result<std::collections::BTreeMap<u16, String>, StoreError> {
+        let mut owners = std::collections::BTreeMap::new();
+        for item in self.plugin_tree(OWNERS)?.iter() {
+            let (k, v) = item.map_err(sled_error)?;
+            if let (Ok(id), Ok(name)) = (<[u8; 2]>::try_from(k.as_ref()), std::str::from_utf8(&v)) {
+                owners.insert(u16::from_be_bytes(id), name.to_owned());
+            }
+        }
+        Ok(owners)
     }
 
     pub fn plugin_disabled(&self, plugin: &str) -> Result<bool, StoreError> {
