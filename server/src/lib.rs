@@ -17,6 +17,7 @@
 
 pub mod api;
 pub mod bootstrap;
+mod channels;
 pub mod config;
 pub mod demo;
 pub mod devices;

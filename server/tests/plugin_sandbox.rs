@@ -51,7 +51,8 @@ fn hostile_behaviour_is_contained_and_the_neighbours_keep_working() {
     let ok = call(&host, "hostile", &command("ok", "null")).expect("ok");
     assert_eq!(ok, Some(serde_json::json!({"ok": true})));
 
-    let cases: [(&str, fn(&EventFailure) -> bool); 4] = [
+    type Expected = fn(&EventFailure) -> bool;
+    let cases: [(&str, Expected); 4] = [
         ("loop", |e| {
             matches!(
                 e,
@@ -362,5 +363,9 @@ fn a_newcomer_cannot_take_objects_across_a_restart() {
     let restarted = PluginHost::new(config, Some(store), None).expect("host");
     let report = restarted.load();
     assert_eq!(report.loaded, ["example"], "{report:?}");
-    assert!(report.refused[0].reason.contains("which plugin example already owns"));
+    assert!(
+        report.refused[0]
+            .reason
+            .contains("which plugin example already owns")
+    );
 }

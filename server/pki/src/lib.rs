@@ -1,9 +1,11 @@
 //! # steward-pki
 //!
 //! The PKI of Steward, without I/O: the certificate authority, the enrolment policy
-//! (manufacturer CAs and the allow-list), EST-coaps request handling, CRLs and OCSP.
+//! (manufacturer CAs and the allow-list), EST-coaps request handling, CRLs and OCSP; and
+//! COSE_Sign1 with ES256 ([`cose`]), shared by the server and the simulated device.
 
 pub mod ca;
+pub mod cose;
 pub mod csr;
 pub mod est;
 pub mod multipart;

@@ -266,65 +266,52 @@ impl EventHub {
 /// `PLUGIN`: what plugins emit (`{"plugin","kind","data"}`). An event whose data names an
 /// `endpoint` reaches that endpoint's `?ep=` streams too.
 async fn forward_plugin_events(
-    mut events: broadcast::Receiver<crate::plugins::dispatch::PluginApiEvent>,
+    events: broadcast::Receiver<crate::plugins::dispatch::PluginApiEvent>,
     frames: broadcast::Sender<Arc<Frame>>,
-    mut stop: watch::Receiver<bool>,
+    stop: watch::Receiver<bool>,
 ) {
-    loop {
-        let received = tokio::select! {
-            received = events.recv() => received,
-            _ = stop.wait_for(|stopped| *stopped) => return,
-        };
-        match received {
-            Ok(event) => {
-                let endpoint = event
-                    .data
-                    .get("endpoint")
-                    .and_then(serde_json::Value::as_str)
-                    .unwrap_or_default()
-                    .to_owned();
-                let data = serde_json::json!(event).to_string();
-                let _ = frames.send(Arc::new(Frame {
-                    endpoint,
-                    name: "PLUGIN",
-                    data,
-                }));
-            }
-            Err(broadcast::error::RecvError::Lagged(n)) => {
-                tracing::warn!(dropped = n, "plugin events dropped before the event stream");
-            }
-            Err(broadcast::error::RecvError::Closed) => return,
+    forward(events, frames, stop, "plugin events", |event| {
+        let endpoint = event
+            .data
+            .get("endpoint")
+            .and_then(serde_json::Value::as_str)
+            .unwrap_or_default()
+            .to_owned();
+        Frame {
+            endpoint,
+            name: "PLUGIN",
+            data: serde_json::json!(event).to_string(),
         }
-    }
+    })
+    .await;
 }
 
 /// `REQUEST_RESPONSE`: the answers to requests that were answered `delayed` (queue mode).
 async fn forward_delayed(
-    mut delayed: broadcast::Receiver<super::clients::DelayedResponse>,
+    delayed: broadcast::Receiver<super::clients::DelayedResponse>,
+    frames: broadcast::Sender<Arc<Frame>>,
+    stop: watch::Receiver<bool>,
+) {
+    forward(delayed, frames, stop, "delayed responses", |outcome| {
+        Frame {
+            endpoint: outcome.endpoint,
+            name: "REQUEST_RESPONSE",
+            data: outcome.data.to_string(),
+        }
+    })
+    .await;
+}
+
+/// Renders every item of `source` as a frame until `stop` fires or the source closes.
+async fn forward<T: Clone>(
+    mut source: broadcast::Receiver<T>,
     frames: broadcast::Sender<Arc<Frame>>,
     mut stop: watch::Receiver<bool>,
+    what: &'static str,
+    render: impl Fn(T) -> Frame,
 ) {
-    loop {
-        let received = tokio::select! {
-            received = delayed.recv() => received,
-            _ = stop.wait_for(|stopped| *stopped) => return,
-        };
-        match received {
-            Ok(outcome) => {
-                let _ = frames.send(Arc::new(Frame {
-                    endpoint: outcome.endpoint,
-                    name: "REQUEST_RESPONSE",
-                    data: outcome.data.to_string(),
-                }));
-            }
-            Err(broadcast::error::RecvError::Lagged(n)) => {
-                tracing::warn!(
-                    dropped = n,
-                    "delayed responses dropped before the event stream"
-                );
-            }
-            Err(broadcast::error::RecvError::Closed) => return,
-        }
+    while let Some(item) = crate::channels::next_or_stop(&mut source, &mut stop, what).await {
+        let _ = frames.send(Arc::new(render(item)));
     }
 }
 

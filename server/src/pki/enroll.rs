@@ -42,16 +42,7 @@ impl Enroller for PkiService {
         require_cn(&csr, &endpoint)?;
         self.factory_credentials_unused(&endpoint, now)?;
         let profile = self.profile(profile::DEVICE).map_err(internal)?;
-        let params = IssueParams::new(serial()?, now)
-            .with_subject_cn(&endpoint)
-            .map_err(internal)?;
-        let issued = self
-            .inner
-            .ca
-            .issue(&csr, &profile, params)
-            .map_err(internal)?;
-        self.record(&issued, &endpoint, profile::DEVICE, now)?;
-        Ok(issued.der)
+        self.issue_recorded(&csr, &profile, &endpoint, now)
     }
 
     fn reenroll(&self, ctx: &EstContext<'_>, csr_der: &[u8]) -> Result<Vec<u8>, EstRefusal> {
@@ -316,15 +307,7 @@ impl PkiService {
         let profile = self
             .profile(profile_name)
             .map_err(|e| EstRefusal::BadRequest(e.to_string()))?;
-        let params = IssueParams::new(serial()?, now)
-            .with_subject_cn(&cn)
-            .map_err(internal)?;
-        let issued = self
-            .inner
-            .ca
-            .issue(&csr, &profile, params)
-            .map_err(internal)?;
-        self.record(&issued, &cn, profile_name, now)?;
+        let der = self.issue_recorded(&csr, &profile, &cn, now)?;
         tracing::info!(
             target: "steward::audit",
             plugin,
@@ -332,6 +315,26 @@ impl PkiService {
             profile = profile_name,
             "certificate issued at a plugin's request"
         );
+        Ok(der)
+    }
+
+    /// Issues a certificate for `csr` with subject CN `endpoint` and records it.
+    fn issue_recorded(
+        &self,
+        csr: &Csr,
+        profile: &steward_pki::profile::Profile,
+        endpoint: &str,
+        now: u64,
+    ) -> Result<Vec<u8>, EstRefusal> {
+        let params = IssueParams::new(serial()?, now)
+            .with_subject_cn(endpoint)
+            .map_err(internal)?;
+        let issued = self
+            .inner
+            .ca
+            .issue(csr, profile, params)
+            .map_err(internal)?;
+        self.record(&issued, endpoint, &profile.name, now)?;
         Ok(issued.der)
     }
 }

@@ -630,31 +630,20 @@ impl Inner {
         mut rx: broadcast::Receiver<BootstrapRequested>,
         mut stop: watch::Receiver<bool>,
     ) {
-        loop {
-            let received = tokio::select! {
-                r = rx.recv() => r,
-                _ = stop.wait_for(|s| *s) => return,
-            };
-            match received {
-                Ok(b) => {
-                    let routing = self.host.routing();
-                    for p in routing.plugins() {
-                        if p.info.events.contains(EventKinds::BOOTSTRAP_REQUEST) {
-                            self.send_event(
-                                p.name(),
-                                Event::BootstrapRequest(BootstrapRequest {
-                                    endpoint: b.endpoint.clone(),
-                                    transport: b.transport.to_owned(),
-                                    accepted: b.accepted,
-                                }),
-                            );
-                        }
-                    }
+        let what = "bootstrap requests for plugins";
+        while let Some(b) = crate::channels::next_or_stop(&mut rx, &mut stop, what).await {
+            let routing = self.host.routing();
+            for p in routing.plugins() {
+                if p.info.events.contains(EventKinds::BOOTSTRAP_REQUEST) {
+                    self.send_event(
+                        p.name(),
+                        Event::BootstrapRequest(BootstrapRequest {
+                            endpoint: b.endpoint.clone(),
+                            transport: b.transport.to_owned(),
+                            accepted: b.accepted,
+                        }),
+                    );
                 }
-                Err(broadcast::error::RecvError::Lagged(n)) => {
-                    tracing::warn!(missed = n, "plugin dispatcher missed bootstrap requests");
-                }
-                Err(broadcast::error::RecvError::Closed) => return,
             }
         }
     }

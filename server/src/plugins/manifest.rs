@@ -1,7 +1,8 @@
 //! Optional signed plugin manifests.
 //!
 //! A plugin `X.wasm` may have `X.wasm.manifest` next to it: a tagged COSE_Sign1 (ES256, see
-//! [`super::keys`]) whose kid names the signer and whose payload is a CBOR map with text keys:
+//! [`steward_pki::cose`]) whose kid names the signer and whose payload is a CBOR map with text
+//! keys:
 //!
 //! ```cddl
 //! manifest = {
@@ -27,10 +28,12 @@ use minicbor::data::Type;
 use minicbor::{Decoder, Encoder};
 use sha2::{Digest, Sha256};
 
-use super::keys::{
-    KeyError, MAX_MESSAGE_LEN, cose_sign1_es256, cose_sign1_kid, cose_verify1_es256, is_valid_name,
+use steward_pki::cose::{
+    CoseError, MAX_MESSAGE_LEN, cose_sign1_es256, cose_sign1_kid, cose_verify1_es256,
     load_signing_key, load_verifying_key,
 };
+
+use super::keys::is_valid_name;
 
 /// A verified manifest.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -140,7 +143,7 @@ pub fn verify_manifest(
         reason: format!("{}: {e}", path.display()),
     })?;
     let (payload, _kid) = cose_verify1_es256(&verifying_key, manifest).map_err(|e| match e {
-        KeyError::BadSignature => ManifestError::BadSignature {
+        CoseError::BadSignature => ManifestError::BadSignature {
             signer: signer.clone(),
         },
         other => malformed(other),
@@ -163,10 +166,10 @@ pub fn sha256(bytes: &[u8]) -> [u8; 32] {
     Sha256::digest(bytes).into()
 }
 
-fn malformed(e: KeyError) -> ManifestError {
+fn malformed(e: CoseError) -> ManifestError {
     ManifestError::Malformed(match e {
-        KeyError::Invalid(why) | KeyError::Denied(why) | KeyError::Failed(why) => why,
-        KeyError::BadSignature => "bad signature".into(),
+        CoseError::Invalid(why) | CoseError::Key(why) | CoseError::Sign(why) => why,
+        CoseError::BadSignature => "bad signature".into(),
     })
 }
 
