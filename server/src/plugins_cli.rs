@@ -196,8 +196,8 @@ fn list_lines(listing: &Value) -> Vec<String> {
             p["version"].as_str().unwrap_or("?"),
             p["state"].as_str().unwrap_or("?"),
             objects.join(","),
-            p["events_ok"],
-            p["events_failed"],
+            p["events_ok"].as_u64().unwrap_or(0),
+            p["events_failed"].as_u64().unwrap_or(0),
         ));
         if let Some(e) = p["last_error"].as_str() {
             lines.push(format!("  last error: {e}"));
