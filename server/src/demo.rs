@@ -20,11 +20,21 @@
 //! `demo-est` certificates of an earlier run are revoked, as an operator does for a device
 //! that comes back with factory credentials.
 //!
+//! One more device, `demo-plugin` (LwM2M 1.1), shows a WASM plugin at work: the example
+//! plugin (`plugins/examples/example`, built by `scripts/build-plugins`; `--plugin FILE`) is
+//! copied into the data directory's plugin directory before the server starts, so the server
+//! loads it and merges its object 42799 ("Example Counter") into the registry. The device
+//! implements that object (the model the plugin declared, instance 0: Counter 0, Label
+//! "factory"). When it registers, the plugin sees it, reads its manufacturer, writes its label
+//! and observes its counter; the demo checks the label through [`Devices`], changes the counter
+//! on the device and waits for the plugin's notification. A missing component fails this step
+//! only.
+//!
 //! The steps ([`STEPS`]): register the fleet; read `/3/0` as TLV, SenML JSON, SenML CBOR and
 //! LwM2M CBOR and `/3/0/0` as text; write `/3/0/14` and read it back; execute Reboot;
 //! write-attributes and observe the battery level; push a firmware package, execute Update
 //! and check the result; a read queued while the queue-mode device sleeps; Security Mode 4
-//! enrolment of `demo-est`; deregister the fleet.
+//! enrolment of `demo-est`; the example plugin managing `demo-plugin`; deregister the fleet.
 
 use std::collections::{BTreeMap, HashSet};
 use std::fmt::Write as _;
@@ -43,13 +53,14 @@ use openssl::x509::{X509, X509NameBuilder, X509NameRef, X509ReqBuilder};
 use steward_client::est::EstEvent;
 use steward_client::managed::{self, ManagedConfig, ManagedDevice, ManagedEvent};
 use steward_client::{
-    BootstrapEvent, Client, DeviceConfig, DeviceEvent as SimEvent, QueueTiming, Security,
+    BootstrapEvent, Client, DeviceConfig, DeviceEvent as SimEvent, ExtraObject, QueueTiming,
+    Security,
 };
 use steward_coap::endpoint::Config as EndpointConfig;
 use steward_coap::stack::StackConfig;
 use steward_dtls::{ClientCertificate, ClientCredentials, ServerTrust};
 use steward_objects::link::{Attr, NotificationAttributes};
-use steward_objects::{ContentFormat, Node, Path, Resource, Value, Version};
+use steward_objects::{ContentFormat, Instance, Node, ObjectModel, Path, Resource, Value, Version};
 use steward_pki::ca::{Ca, CaNames, IssueParams, Serial};
 use steward_pki::csr::Csr;
 use steward_pki::profile::Profile;
@@ -57,12 +68,14 @@ use steward_pki::records::{PkiStore, RevocationReason};
 use steward_transport::Handle;
 use steward_transport::dtls_client::LinkEvent;
 use steward_transport::udp::{self, UdpConfig};
+use tokio::sync::broadcast;
 
 use crate::bootstrap::{BootstrapConfig, ServerConfig as BootstrapServerConfig, ServerSecurity};
 use crate::config::{Config, DEFAULT_COAP_PORT, DEFAULT_COAPS_PORT};
 use crate::devices::{DeviceEvent, DeviceEvents, Devices};
 use crate::dm::{DmConfig, DmError, DownlinkRequest, DownlinkResponse, WriteMode};
 use crate::pki::{CA_DIR, MANUFACTURERS_DIR, PkiService, PkiSettings};
+use crate::plugins::dispatch::{Dispatcher, PluginApiEvent};
 use crate::registry::PeerIdentity;
 use crate::runtime::{self, RuntimeError};
 use crate::store::{SledStore, Store};
@@ -70,7 +83,7 @@ use crate::store::{SledStore, Store};
 /// The fleet size when not told otherwise, and the least the steps need.
 pub const DEFAULT_DEVICES: usize = 5;
 /// Every step of the demo, in order (the summary lists each).
-pub const STEPS: [&str; 17] = [
+pub const STEPS: [&str; 18] = [
     "register",
     "read /3/0 as TLV",
     "read /3/0 as SenML JSON",
@@ -87,6 +100,7 @@ pub const STEPS: [&str; 17] = [
     "firmware result",
     "queue mode: read while asleep",
     "Security Mode 4 (EST) enrolment",
+    "plugin: example (WASM) manages /42799",
     "deregister",
 ];
 
@@ -108,6 +122,21 @@ const EST_DEVICE: &str = "demo-est";
 const MANUFACTURER_FILE: &str = "acme.pem";
 /// The CN of the manufacturer's CA that issues `demo-est`'s factory certificate.
 const MANUFACTURER_CA: &str = "Acme Factory CA";
+/// The example plugin's component as `scripts/build-plugins` leaves it.
+pub const DEFAULT_PLUGIN: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../plugins/target/wasm32-wasip2/release/example.wasm"
+);
+/// Its file name in the plugin directory.
+const PLUGIN_FILE: &str = "example.wasm";
+/// The device the example plugin manages.
+const PLUGIN_DEVICE: &str = "demo-plugin";
+/// The object the example plugin owns ("Example Counter": 0 Counter, 1 Label, 2 Increment).
+const PLUGIN_OBJECT: u16 = 42799;
+/// What the example plugin writes to `/42799/0/1` of a device it sees.
+const PLUGIN_LABEL: &str = "managed by example";
+/// The counter value the demo sets on the device (the plugin is notified of it).
+const PLUGIN_COUNTER: i64 = 7;
 
 /// `steward demo` flags.
 #[derive(Debug, Clone, clap::Args)]
@@ -124,6 +153,10 @@ pub struct DemoArgs {
     /// CoAPs (DTLS) port; a free one is used when it is busy.
     #[arg(long, value_name = "PORT", default_value_t = DEFAULT_COAPS_PORT)]
     pub coaps_port: u16,
+    /// The example plugin's component (built by scripts/build-plugins), installed into the
+    /// data directory's plugin directory.
+    #[arg(long, value_name = "FILE", default_value = DEFAULT_PLUGIN)]
+    pub plugin: PathBuf,
 }
 
 /// What to run the demo with.
@@ -134,6 +167,8 @@ pub struct DemoOptions {
     /// 0 picks a free port.
     pub coap_port: u16,
     pub coaps_port: u16,
+    /// The example plugin's component; missing fails the plugin step only.
+    pub plugin: PathBuf,
 }
 
 impl Default for DemoOptions {
@@ -143,6 +178,7 @@ impl Default for DemoOptions {
             devices: DEFAULT_DEVICES,
             coap_port: DEFAULT_COAP_PORT,
             coaps_port: DEFAULT_COAPS_PORT,
+            plugin: PathBuf::from(DEFAULT_PLUGIN),
         }
     }
 }
@@ -154,6 +190,7 @@ impl From<&DemoArgs> for DemoOptions {
             devices: args.devices,
             coap_port: args.coap_port,
             coaps_port: args.coaps_port,
+            plugin: args.plugin.clone(),
         }
     }
 }
@@ -242,6 +279,8 @@ struct Demo<'a> {
     /// Taken by the Security Mode 4 step (it holds the store and the CA open: gone before
     /// the server stops).
     mode4: Option<Mode4>,
+    /// Taken by the plugin step (it holds the plugin host: gone before the server stops).
+    plugin: Option<PluginDemo>,
 }
 
 /// Runs the demo; the lines go to `out`. Fails only when the demo cannot run at all.
@@ -287,7 +326,18 @@ pub async fn run(
             .await
             .unwrap_or_else(|e| Err(format!("preparing the CA failed: {e}")))
     };
+    // Before the server starts: it loads the plugin directory once, at start.
+    let plugin_installed = install_plugin(
+        &options.plugin,
+        &config.plugins.host_config(&config.data_dir).dir,
+    );
     let server = runtime::start_with(&config, dm).await?;
+    // Subscribed before any device starts: no event of the plugin's is missed.
+    let plugin = PluginDemo {
+        installed: plugin_installed,
+        dispatcher: server.plugins().clone(),
+        events: PluginEvents::new(server.plugins().api_events()),
+    };
     let mode4 = Mode4 {
         factory,
         pki: server.pki().cloned(),
@@ -311,9 +361,11 @@ pub async fn run(
         steps: Vec::new(),
         latencies: BTreeMap::new(),
         mode4: Some(mode4),
+        plugin: Some(plugin),
     };
     let result = demo.steps(coap, options.devices).await;
     demo.mode4 = None;
+    demo.plugin = None;
     let stopped = server.shutdown().await;
     if temporary {
         let _ = std::fs::remove_dir_all(&data_dir);
@@ -525,6 +577,107 @@ enum Waited {
     TimedOut,
 }
 
+/// What the plugin step needs: whether the component went into the plugin directory, the
+/// server's plugins, and their events (subscribed before any device started).
+struct PluginDemo {
+    installed: Result<(), String>,
+    dispatcher: Dispatcher,
+    events: PluginEvents,
+}
+
+/// Copies the plugin component into the plugin directory (before the server starts).
+fn install_plugin(component: &std::path::Path, dir: &std::path::Path) -> Result<(), String> {
+    if !component.is_file() {
+        return Err(format!(
+            "example plugin not built: run scripts/build-plugins ({} is missing)",
+            component.display()
+        ));
+    }
+    let target = dir.join(PLUGIN_FILE);
+    std::fs::create_dir_all(dir)
+        .and_then(|()| std::fs::copy(component, &target))
+        .map(|_| ())
+        .map_err(|e| {
+            format!(
+                "cannot install {} as {}: {e}",
+                component.display(),
+                target.display()
+            )
+        })
+}
+
+/// The plugins' API events, kept until the step asks for them (the plugin's requests answer
+/// in any order).
+struct PluginEvents {
+    rx: broadcast::Receiver<PluginApiEvent>,
+    seen: Vec<PluginApiEvent>,
+}
+
+impl PluginEvents {
+    fn new(rx: broadcast::Receiver<PluginApiEvent>) -> PluginEvents {
+        PluginEvents {
+            rx,
+            seen: Vec::new(),
+        }
+    }
+
+    /// The first event of `plugin` of `kind` about [`PLUGIN_DEVICE`] whose data satisfies
+    /// `want`, waiting at most [`EVENT_WAIT`].
+    async fn get(
+        &mut self,
+        plugin: &str,
+        kind: &str,
+        want: impl Fn(&serde_json::Value) -> bool,
+    ) -> Result<serde_json::Value, String> {
+        let matches = |e: &PluginApiEvent| {
+            e.plugin == plugin
+                && e.kind == kind
+                && e.data["endpoint"] == PLUGIN_DEVICE
+                && want(&e.data)
+        };
+        if let Some(i) = self.seen.iter().position(matches) {
+            return Ok(self.seen.remove(i).data);
+        }
+        let deadline = tokio::time::Instant::now() + EVENT_WAIT;
+        loop {
+            match tokio::time::timeout_at(deadline, self.rx.recv()).await {
+                Ok(Ok(e)) if matches(&e) => return Ok(e.data),
+                Ok(Ok(e)) => self.seen.push(e),
+                Ok(Err(broadcast::error::RecvError::Lagged(_))) => {}
+                Ok(Err(broadcast::error::RecvError::Closed)) => {
+                    return Err("the plugin host stopped".into());
+                }
+                Err(_) => {
+                    return Err(format!(
+                        "no {kind:?} event from plugin {plugin} within {}",
+                        ms(EVENT_WAIT)
+                    ));
+                }
+            }
+        }
+    }
+
+    /// The plugin's `response` event for its request `correlation`, which must have
+    /// succeeded.
+    async fn response(
+        &mut self,
+        plugin: &str,
+        correlation: &str,
+    ) -> Result<serde_json::Value, String> {
+        let response = self
+            .get(plugin, "response", |d| d["correlation"] == correlation)
+            .await
+            .map_err(|e| format!("{e} ({correlation})"))?;
+        if response["ok"] == true {
+            Ok(response)
+        } else {
+            Err(format!(
+                "the plugin's request {correlation} failed: {response}"
+            ))
+        }
+    }
+}
+
 fn fleet_config(index: usize, server: SocketAddr) -> DeviceConfig {
     let version = match index {
         0 => Version::V1_0,
@@ -543,8 +696,38 @@ fn fleet_config(index: usize, server: SocketAddr) -> DeviceConfig {
     config
 }
 
-fn spawn_device(index: usize, server: SocketAddr) -> Result<SimDevice, DemoError> {
-    let config = fleet_config(index, server);
+/// `demo-plugin`: LwM2M 1.1 with the plugin's object (its model as the plugin declared it),
+/// instance 0 with Counter 0 and Label "factory".
+fn plugin_device_config(model: ObjectModel, server: SocketAddr) -> DeviceConfig {
+    let mut config = DeviceConfig::new(PLUGIN_DEVICE, Version::V1_1);
+    config.server_uri = format!("coap://{server}");
+    config.lifetime = 300;
+    config.clock = i64::try_from(unix_secs()).unwrap_or(0);
+    let mut instance = Instance::default();
+    instance
+        .resources
+        .insert(0, Resource::Single(Value::Integer(0)));
+    instance
+        .resources
+        .insert(1, Resource::Single(Value::String("factory".into())));
+    config
+        .extra_objects
+        .push(ExtraObject::new(model).with_instance(0, instance));
+    config
+}
+
+/// A device of the fleet: [`fleet_config`] `index`.
+fn spawn_fleet_device(index: usize, server: SocketAddr) -> Result<SimDevice, DemoError> {
+    let seed = 0x5eed_0000 + u64::try_from(index).unwrap_or(0);
+    spawn_device(fleet_config(index, server), seed, server)
+}
+
+/// Starts `config` as a device on its own UDP socket (not yet registering).
+fn spawn_device(
+    config: DeviceConfig,
+    seed: u64,
+    server: SocketAddr,
+) -> Result<SimDevice, DemoError> {
     let endpoint = config.endpoint.clone();
     let version = config.lwm2m;
     let failed = |source| DemoError::Device {
@@ -553,7 +736,7 @@ fn spawn_device(index: usize, server: SocketAddr) -> Result<SimDevice, DemoError
     };
     let stack = StackConfig {
         endpoint: EndpointConfig {
-            seed: 0x5eed_0000 + u64::try_from(index).unwrap_or(0),
+            seed,
             ..EndpointConfig::default()
         },
         ..StackConfig::default()
@@ -640,6 +823,7 @@ impl Demo<'_> {
         self.firmware(&label(2)).await?;
         self.queue_mode(&label(3)).await?;
         self.security_mode_4().await?;
+        self.plugin(server).await?;
         self.deregister(&fleet).await?;
         Ok(())
     }
@@ -653,7 +837,7 @@ impl Demo<'_> {
         let t = Instant::now();
         let mut fleet = Vec::with_capacity(count);
         for i in 0..count {
-            let device = spawn_device(i, server)?;
+            let device = spawn_fleet_device(i, server)?;
             device.handle.command(|client, now| client.start(now));
             fleet.push(device);
         }
@@ -1184,7 +1368,147 @@ impl Demo<'_> {
         for d in fleet {
             d.handle.shutdown();
         }
+        self.record(STEPS[17], t, result)
+    }
+
+    /// The example plugin at work: `demo-plugin` registers with object 42799; the plugin
+    /// reads its manufacturer, labels it and observes its counter; the demo checks the label
+    /// through the server, changes the counter and waits for the plugin's notification.
+    async fn plugin(&mut self, server: SocketAddr) -> Result<(), DemoError> {
+        let t = Instant::now();
+        let result = match self.plugin.take() {
+            Some(plugin) => self.run_plugin(plugin, server, t).await,
+            None => Err("not prepared".to_owned()),
+        };
         self.record(STEPS[16], t, result)
+    }
+
+    async fn run_plugin(
+        &mut self,
+        plugin: PluginDemo,
+        server: SocketAddr,
+        t: Instant,
+    ) -> Result<String, String> {
+        let PluginDemo {
+            installed,
+            dispatcher,
+            mut events,
+        } = plugin;
+        installed?;
+        let routing = dispatcher.host().routing();
+        let Some(owner) = routing.owner(PLUGIN_OBJECT) else {
+            let refused: Vec<String> = dispatcher
+                .host()
+                .refused()
+                .into_iter()
+                .map(|r| format!("{}: {}", r.file, r.reason))
+                .collect();
+            return Err(if refused.is_empty() {
+                format!("no plugin owns /{PLUGIN_OBJECT}")
+            } else {
+                format!(
+                    "no plugin owns /{PLUGIN_OBJECT}; refused {}",
+                    refused.join("; ")
+                )
+            });
+        };
+        let name = owner.name().to_owned();
+        let version = owner.info.version.to_string();
+        let model = owner
+            .info
+            .objects
+            .iter()
+            .find(|o| o.id == PLUGIN_OBJECT)
+            .map(|o| o.model.clone())
+            .ok_or_else(|| format!("plugin {name} has no model of /{PLUGIN_OBJECT}"))?;
+        drop(routing);
+        drop(dispatcher);
+
+        let config = plugin_device_config(model, server);
+        let device = spawn_device(config, 0x5eed_4279, server).map_err(|e| e.to_string())?;
+        device.handle.command(|client, now| client.start(now));
+        let managed = self.managed(&device, &mut events, &name, t).await;
+        // Stopped either way: De-register when it registered, then the socket closes.
+        let registered = self.devices.registration(PLUGIN_DEVICE).is_some();
+        let deregistered = if registered {
+            device.handle.command(|client, now| client.deregister(now));
+            self.wait_event(
+                |e| matches!(e, DeviceEvent::Deregistered { endpoint } if endpoint == PLUGIN_DEVICE),
+            )
+            .await
+            .is_some()
+        } else {
+            false
+        };
+        device.handle.shutdown();
+        let managed = managed?;
+        if !deregistered {
+            return Err(format!(
+                "{managed}, but the De-register never reached the server"
+            ));
+        }
+        Ok(format!("plugin {name} {version} {managed}; deregistered"))
+    }
+
+    /// What the plugin did with `demo-plugin`, checked at both ends.
+    async fn managed(
+        &mut self,
+        device: &SimDevice,
+        events: &mut PluginEvents,
+        plugin: &str,
+        t: Instant,
+    ) -> Result<String, String> {
+        events
+            .get(plugin, "device-seen", |_| true)
+            .await
+            .map_err(|e| format!("{PLUGIN_DEVICE} not seen by the plugin: {e}"))?;
+        events.response(plugin, "label").await?;
+        self.latency("Plugin label", t.elapsed());
+        let manufacturer = events.response(plugin, "manufacturer").await?;
+        let manufacturer = manufacturer["values"]["/3/0/0"]
+            .as_str()
+            .map(str::to_owned)
+            .ok_or_else(|| format!("the plugin read no manufacturer: {manufacturer}"))?;
+        events.response(plugin, "observe").await?;
+
+        let label = Path::Resource(PLUGIN_OBJECT, 0, 1);
+        let written = match self.op(PLUGIN_DEVICE, read(label, None)).await {
+            Ok(DownlinkResponse::Read {
+                node: Some(node), ..
+            }) if single(&node) == Some(&Value::String(PLUGIN_LABEL.into())) => describe(&node),
+            Ok(other) => return Err(format!("{label} is not the plugin's label: {other:?}")),
+            Err(e) => return Err(format!("read {label}: {e}")),
+        };
+
+        let counter = Path::Resource(PLUGIN_OBJECT, 0, 0);
+        let changed = Instant::now();
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let asked = device.handle.command(move |client, now| {
+            let set = client.device.set(&counter, Value::Integer(PLUGIN_COUNTER));
+            client.handle_timeout(now);
+            let _ = tx.send(set);
+        });
+        let set = asked
+            && matches!(
+                tokio::time::timeout(REQUEST_TIMEOUT, rx).await,
+                Ok(Ok(true))
+            );
+        if !set {
+            return Err(format!(
+                "the device did not take {counter} = {PLUGIN_COUNTER}"
+            ));
+        }
+        let key = counter.to_string();
+        events
+            .get(plugin, "notification", |d| {
+                d["values"][&key] == PLUGIN_COUNTER
+            })
+            .await?;
+        self.latency("Plugin notify", changed.elapsed());
+        Ok(format!(
+            "labelled {PLUGIN_DEVICE} ({written}), read its manufacturer {manufacturer:?}, got \
+             notification counter={PLUGIN_COUNTER}"
+        ))
     }
 
     /// One request through the service, its latency recorded under its operation.
@@ -1235,7 +1559,12 @@ impl Demo<'_> {
             Err(d) => (false, d),
         };
         let mark = if passed { "✓" } else { "✗" };
-        writeln!(self.out, "  {mark} {name:<32} {:>9}  {detail}", ms(elapsed))?;
+        let width = STEPS.iter().map(|s| s.chars().count()).max().unwrap_or(0);
+        writeln!(
+            self.out,
+            "  {mark} {name:<width$} {:>9}  {detail}",
+            ms(elapsed)
+        )?;
         self.out.flush()?;
         if passed {
             tracing::debug!(step = name, ?elapsed, "demo step passed");
@@ -1376,6 +1705,18 @@ mod tests {
             Some(Duration::from_millis(1))
         );
         assert_eq!(percentile(&[], 50), None);
+    }
+
+    #[test]
+    fn a_missing_plugin_says_how_to_build_it() {
+        let dir = std::env::temp_dir().join("steward-demo-no-plugin");
+        let missing = dir.join("nothing-here.wasm");
+        let error = install_plugin(&missing, &dir.join("plugins")).expect_err("missing");
+        assert!(
+            error.starts_with("example plugin not built: run scripts/build-plugins"),
+            "{error}"
+        );
+        assert!(!dir.join("plugins").exists(), "nothing installed");
     }
 
     #[test]

@@ -1,5 +1,7 @@
 //! `steward demo` in-process on free ports: every step passes and the summary lists each one,
-//! including the Security Mode 4 device's way from factory certificate to registration.
+//! including the Security Mode 4 device's way from factory certificate to registration and the
+//! example WASM plugin managing `demo-plugin` (the component must be built:
+//! `scripts/build-plugins`, which `scripts/test` runs first).
 
 use steward::demo::{self, DemoOptions, STEPS};
 
@@ -66,5 +68,28 @@ async fn the_demo_passes_every_step() {
         summary.percentile("Mode 4 enrolment", 50).is_some(),
         "no Mode 4 enrolment latency"
     );
+    // The example plugin: loaded from the data directory, it labels the device that lists
+    // its object, reads the manufacturer, and is notified when the counter changes.
+    let plugin_line = text
+        .lines()
+        .find(|l| l.contains("plugin example 0.1.0 labelled demo-plugin"))
+        .unwrap_or_else(|| panic!("no plugin line:\n{text}"));
+    for part in [
+        r#"("managed by example")"#,
+        "read its manufacturer \"",
+        "got notification counter=7",
+        "deregistered",
+    ] {
+        assert!(
+            plugin_line.contains(part),
+            "{part:?} missing: {plugin_line}"
+        );
+    }
+    for operation in ["Plugin label", "Plugin notify"] {
+        assert!(
+            summary.percentile(operation, 50).is_some(),
+            "no {operation} latency"
+        );
+    }
     assert!(tail.contains("demo passed"), "{text}");
 }
