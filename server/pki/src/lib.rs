@@ -7,6 +7,7 @@
 pub mod ca;
 pub mod cose;
 pub mod csr;
+pub mod ctl;
 pub mod est;
 pub mod multipart;
 pub mod ossl;
@@ -14,4 +15,5 @@ pub mod pkcs7;
 pub mod policy;
 pub mod profile;
 pub mod records;
+pub mod recovery;
 pub mod revocation;
