@@ -56,7 +56,7 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime};
 
 use steward_coap::endpoint::Event;
 use steward_coap::message::{Request, Response};
@@ -66,6 +66,7 @@ use steward_transport::Commander;
 use tokio::sync::{broadcast, oneshot};
 
 use crate::bootstrap::bootstrap_trigger;
+use crate::clock::unix_ms;
 use crate::dm::{
     Command, DeviceRequests, DmError, DmEvent, DownlinkRequest, DownlinkResponse,
     MAX_TRANSMIT_WAIT, Notification, RequestKind, SendReport, Ticket, handle_send,
@@ -1024,12 +1025,6 @@ impl Devices {
         self.request(endpoint, execute, timeout).await?;
         Ok(path)
     }
-}
-
-fn unix_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
 fn duration_ms(d: Duration) -> u64 {

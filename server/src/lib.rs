@@ -18,6 +18,7 @@
 pub mod api;
 pub mod bootstrap;
 mod channels;
+mod clock;
 pub mod config;
 pub mod demo;
 pub mod devices;

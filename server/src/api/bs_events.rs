@@ -36,7 +36,6 @@
 
 use std::collections::VecDeque;
 use std::convert::Infallible;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use axum::Router;
 use axum::extract::{Query, State};
@@ -53,6 +52,7 @@ use super::events::KEEP_ALIVE;
 use crate::bootstrap::BootstrapError;
 use crate::bootstrap::BootstrapEvent;
 use crate::bootstrap::session::FailureReason;
+use crate::clock::unix_ms;
 
 /// The one SSE event name of the bootstrap server.
 pub const BSSESSION: &str = "BSSESSION";
@@ -123,12 +123,6 @@ async fn event_stream(State(state): State<ApiState>, Query(query): Query<EventQu
     Sse::new(events)
         .keep_alive(KeepAlive::new().interval(KEEP_ALIVE).text("keep-alive"))
         .into_response()
-}
-
-fn unix_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
 /// Leshan's `BSSESSION` frames for one event, in order (see the table above).

@@ -17,7 +17,7 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use steward_objects::link::ObjectLinks;
 use steward_objects::{Path, TimestampedNodes};
@@ -30,6 +30,7 @@ use super::bindings::steward::plugin::types::{
 use super::convert;
 use super::effects::{Action, PlannedRequest};
 use super::host::{EventFailure, LoadReport, LoadedPlugin, PluginHost};
+use crate::clock::unix_ms;
 use crate::devices::{DeviceEvent, DeviceEvents, Devices};
 use crate::dm::{DmError, DownlinkRequest, DownlinkResponse, Ticket};
 use crate::store::PluginTimer;
@@ -110,12 +111,6 @@ pub struct Dispatcher {
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
-}
-
-fn unix_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
 impl Dispatcher {

@@ -30,7 +30,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use steward_objects::{ModelRegistry, ObjectModel};
 
@@ -40,6 +40,7 @@ use super::describe::{self, PluginInfo};
 use super::effects::{self, Planned};
 use super::manifest;
 use super::sandbox::{CallError, Capabilities, Limits, LoadError, Sandbox, Sandboxes};
+use crate::clock::unix_ms;
 use crate::store::SledStore;
 
 /// How the host loads and limits plugins.
@@ -216,12 +217,6 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-fn unix_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
 impl PluginHost {

@@ -16,7 +16,7 @@
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use wasmtime::component::{Component, HasData, Linker, ResourceTable};
 use wasmtime::{
@@ -32,6 +32,7 @@ use super::bindings::steward::plugin::types::{
 };
 use super::bindings::{Plugin, PluginPre};
 use super::keys::{KeyError, Keyring};
+use crate::clock::unix_ms;
 use crate::pki::PkiService;
 use crate::store::SledStore;
 
@@ -336,12 +337,6 @@ fn link_wasi(l: &mut Linker<Sandbox>) -> wasmtime::Result<()> {
 }
 
 impl types::Host for Sandbox {}
-
-fn unix_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-}
 
 fn key_error(e: KeyError) -> HostError {
     match e {

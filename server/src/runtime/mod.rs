@@ -63,7 +63,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::mpsc as std_mpsc;
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime};
 
 use steward_coap::endpoint::{self, Event, Incoming};
 use steward_coap::message::{Code, Response};
@@ -79,6 +79,7 @@ use steward_transport::{Commander, Handle};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+use crate::clock::unix_ms;
 use crate::config::Config;
 use crate::devices::{Devices, Hub, RestoredRequest, StoreChange, Transport};
 use crate::dm::{DeviceRequests, DmConfig, Ticket, is_send};
@@ -1161,12 +1162,6 @@ fn stack_config() -> StackConfig {
 /// A seed from the process's hash randomness (no RNG crate needed for non-secret IDs).
 fn random_seed() -> u64 {
     RandomState::new().hash_one(SystemTime::now())
-}
-
-fn unix_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
 fn lock(m: &Mutex<Lwm2mServer>) -> MutexGuard<'_, Lwm2mServer> {
