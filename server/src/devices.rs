@@ -788,6 +788,9 @@ pub struct PendingRequest {
     timeout: Duration,
     hub: Arc<Hub>,
     operation: &'static str,
+    /// An active cancel (endpoint, paths): once the device confirms, our side of those
+    /// observations ends too, whoever made the request.
+    cancels: Option<(String, Vec<Path>)>,
 }
 
 impl PendingRequest {
@@ -806,6 +809,19 @@ impl PendingRequest {
             }
         };
         self.hub.counters.record(self.operation, &result);
+        if let (Ok(_), Some((endpoint, paths))) = (&result, self.cancels) {
+            // The device stopped notifying: end our side of those observations too.
+            let devices = Devices { hub: self.hub };
+            let tickets: Vec<Ticket> = devices
+                .observations()
+                .into_iter()
+                .filter(|(_, ep, p)| *ep == endpoint && *p == paths)
+                .map(|(t, _, _)| t)
+                .collect();
+            for ticket in tickets {
+                devices.cancel_observation(ticket);
+            }
+        }
         result
     }
 }
@@ -858,25 +874,7 @@ impl Devices {
         request: DownlinkRequest,
         timeout: Duration,
     ) -> Result<DownlinkResponse, DmError> {
-        let cancel = match &request {
-            DownlinkRequest::CancelObservation { path } => Some(vec![*path]),
-            DownlinkRequest::CancelCompositeObservation { paths, .. } => Some(paths.clone()),
-            _ => None,
-        };
-        let result = self.start(endpoint, request, timeout)?.outcome().await;
-        if let (Ok(_), Some(paths)) = (&result, cancel) {
-            // The device stopped notifying: end our side of those observations too.
-            let tickets: Vec<Ticket> = self
-                .observations()
-                .into_iter()
-                .filter(|(_, ep, p)| ep == endpoint && *p == paths)
-                .map(|(t, _, _)| t)
-                .collect();
-            for ticket in tickets {
-                self.cancel_observation(ticket);
-            }
-        }
-        result
+        self.start(endpoint, request, timeout)?.outcome().await
     }
 
     /// Hands `request` to the service and returns at once; await
@@ -889,6 +887,12 @@ impl Devices {
         timeout: Duration,
     ) -> Result<PendingRequest, DmError> {
         let operation = request.operation();
+        let cancels = match &request {
+            DownlinkRequest::CancelObservation { path } => Some(vec![*path]),
+            DownlinkRequest::CancelCompositeObservation { paths, .. } => Some(paths.clone()),
+            _ => None,
+        }
+        .map(|paths| (endpoint.to_owned(), paths));
         let refused = |e: DmError| {
             let result = crate::dm::RequestResult::of_error(&e);
             self.hub.counters.count(operation, result);
@@ -935,6 +939,7 @@ impl Devices {
             timeout,
             hub: Arc::clone(&self.hub),
             operation,
+            cancels,
         })
     }
 

@@ -212,6 +212,22 @@ async fn the_example_plugin_drives_a_device_through_every_effect() {
     assert_eq!(note["correlation"], "observe");
     assert!(kv(&server, "counter/ex-1").is_some_and(|v| v.contains("41")));
 
+    // Cancelling ends the observation on both sides: the device confirms, the server forgets it.
+    command(
+        &server,
+        "cancel-observe",
+        json!({"endpoint": "ex-1", "path": "/42799/0/0"}),
+    )
+    .await;
+    assert_eq!(events.response("cmd-cancel").await["body"], "cancelled");
+    let observed: Vec<_> = server
+        .devices()
+        .observations()
+        .into_iter()
+        .filter(|(_, ep, _)| ep == "ex-1")
+        .collect();
+    assert!(observed.is_empty(), "{observed:?}");
+
     // Execute, Create, Delete, Read, Write on command.
     command(&server, "execute", json!({"endpoint": "ex-1"})).await;
     executed(&mut device, Path::Resource(42799, 0, 2)).await;

@@ -405,7 +405,6 @@ impl Inner {
     /// Sends a plugin's request and hands the outcome back to it as a `response` event.
     async fn request(self: Arc<Self>, plugin: String, r: PlannedRequest) {
         let path = request_path(&r.request);
-        let cancels = matches!(r.request, DownlinkRequest::CancelObservation { .. });
         let outcome = match self.devices.start(&r.endpoint, r.request, REQUEST_TIMEOUT) {
             Err(e) => Err(e),
             Ok(pending) => {
@@ -420,10 +419,6 @@ impl Inner {
                 outcome
             }
         };
-        if cancels && outcome.is_ok() {
-            let mut obs = lock(&self.observations);
-            obs.retain(|_, (p, _)| p != &plugin || path.is_none());
-        }
         let outcome = match outcome {
             Ok(answer) => Ok(response_body(path.as_ref(), answer)),
             Err(e) => Err(request_error(&e)),
