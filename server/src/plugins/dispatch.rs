@@ -475,17 +475,20 @@ impl Inner {
 
     /// The plugins owning an object listed in `links` (a Register/Update payload).
     fn owners_of_links(&self, links: &str) -> Vec<String> {
-        let Ok(parsed) = ObjectLinks::parse(links.as_bytes()) else {
-            return Vec::new();
-        };
+        ObjectLinks::parse(links.as_bytes())
+            .map(|parsed| self.owners(&parsed))
+            .unwrap_or_default()
+    }
+
+    /// Each plugin owning an announced object, once (a plugin may own several of them).
+    fn owners(&self, links: &ObjectLinks) -> Vec<String> {
         let routing = self.host.routing();
-        let mut owners: Vec<String> = parsed
+        let owners: std::collections::BTreeSet<String> = links
             .objects
             .keys()
             .filter_map(|id| routing.owner(*id).map(|p| p.name().to_owned()))
             .collect();
-        owners.dedup();
-        owners
+        owners.into_iter().collect()
     }
 
     fn device(&self, endpoint: &str) -> Option<(Device, Vec<String>)> {
@@ -498,7 +501,7 @@ impl Inner {
             }
             objects.extend(o.instances.iter().map(|i| format!("/{id}/{i}")));
         }
-        let owners = self.owners_of_links(&r.object_links);
+        let owners = self.owners(&parsed);
         Some((
             Device {
                 endpoint: r.endpoint,
@@ -535,6 +538,10 @@ impl Inner {
     fn route(self: &Arc<Self>, event: DeviceEvent) {
         match event {
             DeviceEvent::Registered { endpoint, .. } | DeviceEvent::Updated { endpoint } => {
+                // Registrations are the server's hot path: without plugins, no lookup or parse.
+                if self.host.routing().plugins().next().is_none() {
+                    return;
+                }
                 let Some((device, owners)) = self.device(&endpoint) else {
                     return;
                 };
