@@ -44,6 +44,7 @@ pub mod sensors;
 mod sim_device;
 pub mod state;
 pub mod transport;
+pub mod trust;
 
 pub use bootstrap::{Bootstrap, BootstrapEvent, Security, ServerAccount};
 pub use device::{

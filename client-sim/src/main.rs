@@ -147,6 +147,18 @@ struct Args {
     /// Repeatable. Executing one of their resources answers 2.04 and does nothing else.
     #[arg(long, value_name = "FILE")]
     object_ddf: Vec<PathBuf>,
+    /// Trust-chain recovery (object 42769): the installation this device belongs to. The
+    /// device is locked in to a Certificate Trust List from then on (needs --vendor-key and
+    /// --bootstrap with --cert).
+    #[arg(long, value_name = "ID", requires_all = ["vendor_key", "bootstrap"])]
+    installation: Option<String>,
+    /// The vendor recovery public key (PEM) the device is built with.
+    #[arg(long, value_name = "PEM", requires = "installation")]
+    vendor_key: Option<PathBuf>,
+    /// The factory CTL (PEM certificates). Without it the device trusts the first bootstrap
+    /// server it completes a bootstrap with (trust on first use).
+    #[arg(long, value_name = "PEM", requires = "installation")]
+    factory_ctl: Option<PathBuf>,
 }
 
 /// Why the single-device mode could not run.
@@ -176,6 +188,39 @@ enum RunError {
         path: PathBuf,
         source: ExtraObjectError,
     },
+    #[error("{}: {why}", path.display())]
+    Trust { path: PathBuf, why: String },
+}
+
+/// The trust-chain recovery configuration from `--installation`, `--vendor-key` and
+/// `--factory-ctl`.
+fn trust_config(args: &Args) -> Result<Option<steward_client::trust::TrustConfig>, RunError> {
+    let (Some(installation), Some(key_path)) = (&args.installation, &args.vendor_key) else {
+        return Ok(None);
+    };
+    let read = |path: &PathBuf| {
+        std::fs::read_to_string(path).map_err(|source| RunError::Read {
+            path: path.clone(),
+            source,
+        })
+    };
+    let vendor_key =
+        steward_pki::cose::load_verifying_key(&read(key_path)?).map_err(|e| RunError::Trust {
+            path: key_path.clone(),
+            why: e.to_string(),
+        })?;
+    let initial = match &args.factory_ctl {
+        None => steward_client::trust::InitialTrust::FirstUse,
+        Some(path) => steward_client::trust::InitialTrust::Factory(
+            steward_dtls::certificates_from_pem(&read(path)?)?,
+        ),
+    };
+    Ok(Some(steward_client::trust::TrustConfig {
+        installation: installation.clone(),
+        vendor_key,
+        initial,
+        recovery_retry: steward_client::trust::DEFAULT_RECOVERY_RETRY,
+    }))
 }
 
 /// A key given in hex. A newtype, because clap reads `Option<Vec<u8>>` as a list of numbers.
@@ -443,6 +488,9 @@ fn describe(event: &DeviceEvent) -> String {
         }
         DeviceEvent::Served { method, path, code } => format!("{method} {path} -> {code}"),
         DeviceEvent::Rebooting => "rebooting".into(),
+        DeviceEvent::TrustReset => {
+            "recovery token accepted: CTL erased, bootstrapping from the initial state".into()
+        }
         DeviceEvent::Disabled { until } => format!("disabled until {until:?}"),
         DeviceEvent::Unsupported(effect) => format!("not supported yet: {effect:?}"),
         DeviceEvent::Observed { key } => format!("observed {key}"),
@@ -510,7 +558,9 @@ fn describe_bootstrap(event: &BootstrapEvent) -> String {
 
 fn describe_link(event: &LinkEvent) -> String {
     match event {
-        LinkEvent::Connected { local, reconnect } => {
+        LinkEvent::Connected {
+            local, reconnect, ..
+        } => {
             let again = if *reconnect { " again" } else { "" };
             format!("DTLS session up{again} (from {local})")
         }
@@ -538,6 +588,7 @@ async fn run_managed(
     device.queue_mode = args.queue;
     device.clock = clock;
     device.extra_objects = extra;
+    device.trust = trust_config(&args)?;
     let scheme = if factory.is_some() { "coaps" } else { "coap" };
     device.server_uri = format!("{scheme}://{}", args.server);
     let mut config = ManagedConfig::new(device, args.server);

@@ -325,6 +325,12 @@ impl Runner {
         loop {
             let wanted = transport::wanted(&client.device, self.factory.as_ref())?;
             let (switch_tx, mut switch_rx) = mpsc::unbounded_channel::<()>();
+            let fallback_switch = switch_tx.clone();
+            let to_bootstrap = transport::is_bootstrap_target(&client.device);
+            if wanted.credentials.is_none() && to_bootstrap {
+                // Plain CoAP authenticates nobody: a locked-in device is in recovery mode.
+                client.device.device_mut().trust_bootstrap_session(&[]);
+            }
             let deregistered = Arc::new(Notify::new());
             let watch = {
                 let factory = self.factory.clone();
@@ -367,6 +373,25 @@ impl Runner {
                         move |client, now, event| match event {
                             DtlsEvent::Device(event) => watch(client, event),
                             DtlsEvent::Link(event) => {
+                                match &event {
+                                    LinkEvent::Connected {
+                                        peer_certificates, ..
+                                    } if to_bootstrap => client
+                                        .device
+                                        .device_mut()
+                                        .trust_bootstrap_session(peer_certificates),
+                                    LinkEvent::HandshakeFailed { error, .. }
+                                        if !to_bootstrap
+                                            && client.device.device().trust().is_some()
+                                            && error.contains("server certificate refused")
+                                            && client.device.fall_back_to_bootstrap() =>
+                                    {
+                                        // Locked in, and this server does not chain to the
+                                        // CTL: bootstrap (where a recovery token may wait).
+                                        let _ = fallback_switch.send(());
+                                    }
+                                    _ => {}
+                                }
                                 if switched
                                     && matches!(
                                         event,

@@ -58,6 +58,9 @@ pub enum DeviceEvent {
     },
     /// An executed Reboot or Factory Reset: the device registers again shortly.
     Rebooting,
+    /// A recovery token was accepted: the CTL is erased and the device bootstraps again from
+    /// its initial state (see [`crate::trust`]).
+    TrustReset,
     /// Disable executed: silent until the Disable Timeout runs out.
     Disabled {
         until: Instant,
@@ -705,6 +708,24 @@ impl<P: Copy + Eq + Hash + Ord + Debug> SimDevice<P> {
         self.registration.deregister();
     }
 
+    /// Gives up on the LwM2M server (its certificate does not chain to the CTL, say) and
+    /// bootstraps; false when the device has no bootstrap server.
+    pub fn fall_back_to_bootstrap(&mut self) -> bool {
+        let Some(bs) = self.device.bootstrap_account() else {
+            return false;
+        };
+        if self.bootstrap.is_active() {
+            return true;
+        }
+        self.registration = Registration::new(registration_config(&self.device));
+        self.exchanges.clear();
+        self.observations.clear();
+        self.est_session = None;
+        self.resume = None;
+        self.start_bootstrap(&bs.uri, Duration::ZERO);
+        true
+    }
+
     /// Handles one event of the stack: answers requests, matches responses.
     pub fn on_event(&mut self, now: Instant, stack: &mut Stack<P>, event: Event<P>) {
         match event {
@@ -719,6 +740,8 @@ impl<P: Copy + Eq + Hash + Ord + Debug> SimDevice<P> {
                     }
                     q.activity(now);
                 }
+                let unix = u64::try_from(self.unix(now)).unwrap_or(0);
+                self.device.set_unix_now(unix);
                 if self.bootstrap.is_active() && Some(id.peer()) == self.bootstrap_peer {
                     self.bootstrap.activity(now);
                     let response = device::handle_bootstrap(&mut self.device, &request);
@@ -727,7 +750,21 @@ impl<P: Copy + Eq + Hash + Ord + Debug> SimDevice<P> {
                         path: request.path_string(),
                         code: response.code,
                     });
+                    let locked_out = response.code == steward_coap::message::Code::FORBIDDEN
+                        && self
+                            .device
+                            .trust()
+                            .is_some_and(|t| !t.accepts_configuration());
                     let _ = stack.respond(now, id, response);
+                    if locked_out && request.path_string() != crate::trust::TOKEN_PATH {
+                        // The server fails its session on our refusal and says no more: ask
+                        // again later (a token may be waiting then) instead of waiting out
+                        // the exchange lifetime.
+                        self.bootstrap.unusable(
+                            now,
+                            "recovery mode: the bootstrap server does not chain to the CTL".into(),
+                        );
+                    }
                     for effect in self.device.take_effects() {
                         self.apply(now, stack, effect);
                     }
@@ -1080,6 +1117,22 @@ impl<P: Copy + Eq + Hash + Ord + Debug> SimDevice<P> {
                 None => self.events.push_back(DeviceEvent::Unsupported(effect)),
             },
             Effect::BootstrapFinished => self.bootstrap_finished(now),
+            Effect::TrustReset => {
+                self.events.push_back(DeviceEvent::TrustReset);
+                if self.registration.is_registered() {
+                    self.registration.deregister();
+                }
+                self.observations.clear();
+                self.est_session = None;
+                self.trusted_server = None;
+                self.resume = None;
+                self.device.forget_bootstrapped_accounts();
+                self.bootstrap.stop();
+                match self.device.bootstrap_account() {
+                    Some(bs) => self.start_bootstrap(&bs.uri, Duration::ZERO),
+                    None => self.events.push_back(DeviceEvent::Unsupported(effect)),
+                }
+            }
             Effect::Executed { path, arguments } => {
                 self.events
                     .push_back(DeviceEvent::Executed { path, arguments });
@@ -1249,6 +1302,12 @@ fn common_name(der: &[u8]) -> Result<String, String> {
 fn bootstrap_config(device: &Device) -> BootstrapConfig {
     let mut config = BootstrapConfig::new(device.config().endpoint.clone(), device.lwm2m());
     config.preferred_format = device.preferred_format();
+    if let Some(t) = device.trust() {
+        // A locked-out device asks for a recovery token at least this often.
+        let every = t.config().recovery_retry;
+        config.retry_base = config.retry_base.min(every);
+        config.retry_max = config.retry_max.min(every);
+    }
     config
 }
 

@@ -118,6 +118,8 @@ pub struct DeviceState {
     pub credentials: CredentialPaths,
     /// The instances of each extra object (`DeviceConfig::extra_objects`).
     pub objects: BTreeMap<u16, BTreeMap<u16, Instance>>,
+    /// The CTL and recovery history of a device made for trust-chain recovery.
+    pub trust: Option<crate::trust::SavedTrust>,
 }
 
 /// The file as stored.
@@ -136,6 +138,9 @@ struct File {
     /// SenML JSON records of each extra object, by object ID.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     objects: BTreeMap<u16, serde_json::Value>,
+    /// Left out for devices without trust-chain recovery, so their files stay format 1.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    trust: Option<crate::trust::SavedTrust>,
 }
 
 impl DeviceState {
@@ -169,6 +174,7 @@ impl DeviceState {
                 .extra_object_ids()
                 .map(|o| (o, device.instances(o).cloned().unwrap_or_default()))
                 .collect(),
+            trust: device.trust().map(crate::trust::DeviceTrust::save),
         }
     }
 
@@ -187,6 +193,11 @@ impl DeviceState {
         for (object, instances) in &self.objects {
             // Objects the device is not made with are skipped there.
             device.replace_instances(*object, instances.clone());
+        }
+        if let Some(saved) = &self.trust {
+            // Checked when the file was read (`from_json`): a CTL that does not decode never
+            // gets this far, so a locked-in device is never silently unlocked.
+            let _ = device.restore_trust(saved);
         }
         let f = &self.firmware;
         let (state, result) = match f.state {
@@ -223,6 +234,7 @@ impl DeviceState {
                 .iter()
                 .map(|(o, instances)| Ok((*o, object_to_json(*o, instances)?)))
                 .collect::<Result<_, StateError>>()?,
+            trust: self.trust.clone(),
         };
         serde_json::to_vec_pretty(&file).map_err(|e| StateError::Encode(e.to_string()))
     }
@@ -268,6 +280,13 @@ impl DeviceState {
                 .map(|(o, value)| Ok((*o, object_from_json(*o, value, &NoModels)?)))
                 .collect::<Result<_, String>>()
                 .map_err(corrupt)?,
+            trust: match file.trust {
+                Some(saved) => {
+                    crate::trust::check_saved(&saved).map_err(corrupt)?;
+                    Some(saved)
+                }
+                None => None,
+            },
         })
     }
 }

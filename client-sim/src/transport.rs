@@ -63,7 +63,35 @@ pub enum TransportError {
 }
 
 /// The target `device` wants now; `factory` are the credentials it was made with.
+///
+/// A device made for trust-chain recovery ([`crate::trust`]) judges its servers by its CTL
+/// instead: the bootstrap server's chain after the handshake (so that a locked-out device can
+/// still receive a recovery token, [`ServerTrust::judged_later`]), the LwM2M server's during
+/// it (anchors of the CTL; the account's /0/x/4 only while the device holds no CTL).
 pub fn wanted(
+    device: &SimDevice<SocketAddr>,
+    factory: Option<&ClientCredentials>,
+) -> Result<Target, TransportError> {
+    let mut target = untrusted_target(device, factory)?;
+    if let Some(trust) = device.device().trust()
+        && let Some(ClientCredentials::Certificate { server, .. }) = &mut target.credentials
+    {
+        if is_bootstrap_target(device) {
+            *server = ServerTrust::judged_later();
+        } else if let Some(ctl) = trust.server_trust() {
+            *server = ctl;
+        }
+    }
+    Ok(target)
+}
+
+/// Whether [`wanted`] names the bootstrap server (the EST server too).
+pub fn is_bootstrap_target(device: &SimDevice<SocketAddr>) -> bool {
+    (device.is_bootstrapping() || device.device().server_account().is_none())
+        && device.device().bootstrap_account().is_some()
+}
+
+fn untrusted_target(
     device: &SimDevice<SocketAddr>,
     factory: Option<&ClientCredentials>,
 ) -> Result<Target, TransportError> {

@@ -14,6 +14,8 @@
 //! - [`runtime`]: `steward serve` at run time: store, listeners, durability, expiry.
 //! - [`devices`]: [`devices::Devices`], the running server's device-management handle.
 //! - [`demo`]: `steward demo`, a server and simulated devices driven through every operation.
+//! - [`vendor`]: the device vendor's recovery service (`steward vendor ...`), a separate service
+//!   that signs trust-chain recovery tokens and audits every signing.
 
 pub mod api;
 pub mod bootstrap;
@@ -35,3 +37,4 @@ pub mod security_cli;
 pub mod store;
 pub mod tls;
 mod uri_query;
+pub mod vendor;

@@ -10,6 +10,7 @@
 //! steward bootstrap import FILE.json | export [--data-dir DIR]
 //! steward plugins list|reload|disable NAME|enable NAME|command NAME CMD [JSON] [--api URL]
 //! steward plugins sign --key KEY.pem --signer NAME FILE.wasm
+//! steward vendor init|admin|serve|sign|request|audit ...   (the vendor's recovery service)
 //! ```
 //!
 //! Settings come from flags, then `STEWARD_*` variables, then the TOML file, then the defaults
@@ -31,6 +32,7 @@ use steward::pki_cli::{self, BootstrapArgs, CaArgs};
 use steward::plugins_cli::{self, PluginsArgs};
 use steward::runtime;
 use steward::security_cli::{self, SecurityArgs};
+use steward::vendor::cli::{self as vendor_cli, VendorArgs};
 use tokio::signal::unix::{Signal, SignalKind, signal};
 use tracing_subscriber::EnvFilter;
 
@@ -55,18 +57,23 @@ enum Command {
     Bootstrap(BootstrapArgs),
     /// List, reload, disable, enable and command the running server's plugins; sign one.
     Plugins(PluginsArgs),
+    /// The device vendor's recovery service: its key, administrators, HTTP API and audit log.
+    Vendor(VendorArgs),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let default_level = match cli.command {
         Command::Serve(_) => "info",
+        Command::Vendor(ref args) if args.is_serve() => "info",
         // The demo's in-process devices connect by IP address, without a TLS server name,
         // which webrtc-dtls warns about on every handshake.
         Command::Demo(_) => "warn,webrtc_dtls=error",
-        Command::Security(_) | Command::Ca(_) | Command::Bootstrap(_) | Command::Plugins(_) => {
-            "warn"
-        }
+        Command::Security(_)
+        | Command::Ca(_)
+        | Command::Bootstrap(_)
+        | Command::Plugins(_)
+        | Command::Vendor(_) => "warn",
     };
     let filter =
         EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_level));
@@ -101,6 +108,15 @@ fn main() -> ExitCode {
                 ExitCode::from(2)
             }
         },
+        Command::Vendor(args) => {
+            match vendor_cli::run(&args, &mut std::io::stdout(), &mut std::io::stderr()) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("steward vendor: {e}");
+                    ExitCode::from(2)
+                }
+            }
+        }
     }
 }
 

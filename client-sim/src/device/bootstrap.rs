@@ -46,7 +46,28 @@ pub fn handle_bootstrap(device: &mut Device, request: &Request) -> Response {
 impl Device {
     fn bootstrap_operation(&mut self, request: &Request) -> Result<Response, DmError> {
         let segments = request.options.uri_path().unwrap_or_default();
-        if request.method == Method::Post && segments == ["bs"] {
+        let finish = request.method == Method::Post && segments == ["bs"];
+        if let Some(t) = &self.trust
+            && !t.accepts_configuration()
+        {
+            // Recovery mode: the server is not the one the CTL trusts. Only a recovery token
+            // (which authenticates itself) and, once one is accepted, Finish.
+            let token = request.method == Method::Put
+                && path_of(request).ok()
+                    == Some(Path::Resource(
+                        crate::trust::OBJECT,
+                        0,
+                        crate::trust::rid::TOKEN,
+                    ));
+            if !(token || finish && t.reset_pending()) {
+                return Err(DmError::Forbidden(
+                    "recovery mode: this bootstrap server does not chain to the device's CTL; \
+                     only a recovery token is accepted"
+                        .into(),
+                ));
+            }
+        }
+        if finish {
             return self.bootstrap_finish();
         }
         let path = path_of(request)?;
@@ -66,7 +87,16 @@ impl Device {
                     .ok_or_else(|| DmError::BadRequest("Content-Format is required".into()))?;
                 let format = ContentFormat::from_code(code)
                     .ok_or(DmError::UnsupportedContentFormat(code))?;
-                self.bootstrap_write(&path, format, &request.payload)?
+                if self.is_trust_write(&path) {
+                    self.trust_write(
+                        &path,
+                        format,
+                        &request.payload,
+                        super::trust::Context::Bootstrap,
+                    )?
+                } else {
+                    self.bootstrap_write(&path, format, &request.payload)?
+                }
             }
             Method::Delete => self.bootstrap_delete(&path)?,
             _ => return Err(DmError::not_allowed("this method during bootstrap", path)),
@@ -75,11 +105,21 @@ impl Device {
     }
 
     fn bootstrap_finish(&mut self) -> Result<Response, DmError> {
+        if self.trust.as_mut().is_some_and(|t| t.take_reset()) {
+            // A recovery token was accepted in this session: start over, whatever was written.
+            self.effects.push(Effect::TrustReset);
+            return Ok(Response::new(Code::CHANGED));
+        }
         if self.server_accounts().is_empty() {
             return Ok(Response::new(Code::NOT_ACCEPTABLE).with_diagnostic(
                 "no LwM2M server account: a /0 instance with Bootstrap-Server false, a URI and \
                  a Short Server ID that a /1 instance has",
             ));
+        }
+        if let Some(t) = &mut self.trust
+            && t.bootstrap_finished()
+        {
+            self.refresh_trust();
         }
         self.effects.push(Effect::BootstrapFinished);
         Ok(Response::new(Code::CHANGED))

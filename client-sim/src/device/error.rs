@@ -13,6 +13,10 @@ pub enum DmError {
     /// 4.01: the Security object (and later ACL-protected ones) is off limits to a DM server.
     #[error("{0} is not accessible to an LwM2M server")]
     Unauthorized(Path),
+    /// 4.03: the device refuses what was written (a recovery token or CTL update that does
+    /// not pass its checks, anything but a token in recovery mode).
+    #[error("{0}")]
+    Forbidden(String),
     /// 4.04: nothing at this path.
     #[error("{0} not found")]
     NotFound(String),
@@ -35,6 +39,7 @@ impl DmError {
         match self {
             DmError::BadRequest(_) => Code::BAD_REQUEST,
             DmError::Unauthorized(_) => Code::UNAUTHORIZED,
+            DmError::Forbidden(_) => Code::FORBIDDEN,
             DmError::NotFound(_) => Code::NOT_FOUND,
             DmError::MethodNotAllowed { .. } => Code::METHOD_NOT_ALLOWED,
             DmError::NotAcceptable(_) => Code::NOT_ACCEPTABLE,

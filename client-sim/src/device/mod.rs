@@ -22,6 +22,7 @@ mod initial;
 pub mod models;
 mod read;
 mod request;
+mod trust;
 mod write;
 
 use std::collections::BTreeMap;
@@ -79,6 +80,9 @@ pub struct DeviceConfig {
     /// with the ID of a core object (0, 1, 2, 3, 4, 5, 21) is ignored; of two with one ID,
     /// the later wins.
     pub extra_objects: Vec<ExtraObject>,
+    /// Trust-chain recovery ([`crate::trust`]): a CTL, locked-in mode, and object 42769.
+    /// `None`: the device trusts what its accounts say (/0/x/4, the factory `--ca`).
+    pub trust: Option<crate::trust::TrustConfig>,
 }
 
 /// The bootstrap server a device is made with (`--bootstrap URI`).
@@ -109,6 +113,7 @@ impl DeviceConfig {
             firmware: crate::firmware::FirmwareConfig::default(),
             bootstrap: None,
             extra_objects: Vec::new(),
+            trust: None,
         }
     }
 }
@@ -132,6 +137,9 @@ pub enum Effect {
     RegistrationParametersChanged,
     /// An instance was created or deleted: the next Update carries the object links.
     ObjectsChanged,
+    /// A recovery token was accepted: the CTL is erased; forget the bootstrapped accounts
+    /// and bootstrap again from the initial state.
+    TrustReset,
     /// An executable resource of an [extra object](ExtraObject) was executed (answered 2.04,
     /// nothing else done): for the test that plays the object's behaviour. `arguments` are
     /// the request's payload as sent (checked to be valid Execute arguments, Core §5.4.5).
@@ -159,6 +167,10 @@ pub struct Device {
     generation: u64,
     /// The firmware image being downloaded, verified or installed.
     firmware: crate::firmware::Staging,
+    /// Trust-chain recovery, when the device is made for it.
+    trust: Option<crate::trust::DeviceTrust>,
+    /// Unix seconds, set by the device loop (token expiry checks).
+    unix_now: u64,
 }
 
 /// Answers one DM request from the server. Never panics; anything the device cannot do is an
@@ -173,7 +185,17 @@ pub fn handle(device: &mut Device, request: &Request) -> Response {
                 | Operation::Delete { .. }
                 | Operation::Execute { .. }
         );
-        let response = device.apply(op)?;
+        let response = match op {
+            Operation::Write {
+                path,
+                format,
+                payload,
+                ..
+            } if device.is_trust_write(&path) => {
+                device.trust_write(&path, format, &payload, trust::Context::Management)?
+            }
+            op => device.apply(op)?,
+        };
         if mutating {
             device.generation += 1;
         }
@@ -186,10 +208,38 @@ pub fn handle(device: &mut Device, request: &Request) -> Response {
 }
 
 impl Device {
+    /// A device fresh from the factory. A trust configuration whose factory CTL is unusable
+    /// leaves the device without trust (and object 42769); [`Device::try_new`] reports it.
     pub fn new(config: DeviceConfig) -> Device {
+        let trust = config
+            .trust
+            .as_ref()
+            .and_then(|t| crate::trust::DeviceTrust::new(t.clone()).ok());
+        Device::with_trust(config, trust)
+    }
+
+    /// A device fresh from the factory; `Err` when its factory CTL is unusable.
+    pub fn try_new(config: DeviceConfig) -> Result<Device, steward_pki::ctl::CtlError> {
+        let trust = config
+            .trust
+            .as_ref()
+            .map(|t| crate::trust::DeviceTrust::new(t.clone()))
+            .transpose()?;
+        Ok(Device::with_trust(config, trust))
+    }
+
+    fn with_trust(mut config: DeviceConfig, trust: Option<crate::trust::DeviceTrust>) -> Device {
+        if trust.is_some()
+            && !config
+                .extra_objects
+                .iter()
+                .any(|o| o.id() == crate::trust::OBJECT)
+        {
+            config.extra_objects.push(trust::extra_object());
+        }
         let (models, bs_models) = models_for(&config);
         let tree = initial::tree(&config, &models);
-        Device {
+        let mut device = Device {
             ssid: config.short_server_id,
             config,
             models,
@@ -199,7 +249,11 @@ impl Device {
             effects: Vec::new(),
             generation: 0,
             firmware: crate::firmware::Staging::default(),
-        }
+            trust,
+            unix_now: 0,
+        };
+        device.refresh_trust();
+        device
     }
 
     pub fn config(&self) -> &DeviceConfig {
@@ -499,6 +553,9 @@ impl Device {
         self.ssid = self.config.short_server_id;
         self.attributes.clear();
         self.firmware = crate::firmware::Staging::default();
+        // The trust store is not part of the factory-reset menu: erasing the CTL is what the
+        // recovery token is for (seed 000: a reset button must not unlock a device).
+        self.refresh_trust();
         self.generation += 1;
     }
 

@@ -8,8 +8,8 @@
 //! request and in the notifications of an observation) and the target.
 
 use crate::{
-    ApiEvent, AuditRecord, CreateRequest, DeviceRequest, Effect, Entry, ExecuteRequest, Operation,
-    TimerRequest, Value, WriteRequest,
+    ApiEvent, AuditRecord, BootstrapOffer, CreateRequest, DeviceRequest, Effect, Entry,
+    ExecuteRequest, Operation, TimerRequest, Value, WriteRequest,
 };
 
 /// A request to a device: the general form of [`read`], [`write`] and the others.
@@ -190,6 +190,33 @@ pub fn cancel_timer(name: impl Into<String>) -> Effect {
 /// The answer (JSON text) to the operator command being handled; ignored for other events.
 pub fn reply(json: impl Into<String>) -> Effect {
     Effect::Reply(json.into())
+}
+
+/// Offers `value` at the resource `path` (of an owned object) to every bootstrap session of
+/// `endpoints` (all endpoints when empty), written before the session's configuration; see
+/// the WIT's `bootstrap-offer`. The device's answer comes back as
+/// [`Event::OfferAnswered`](crate::Event::OfferAnswered).
+pub fn bootstrap_offer(
+    name: impl Into<String>,
+    path: impl Into<String>,
+    value: Value,
+    endpoints: Vec<String>,
+    finish_on_accept: bool,
+    expires_ms: Option<u64>,
+) -> Effect {
+    Effect::BootstrapOffer(BootstrapOffer {
+        name: name.into(),
+        path: path.into(),
+        value,
+        endpoints,
+        finish_on_accept,
+        expires_ms,
+    })
+}
+
+/// Withdraws the bootstrap offer `name` (no effect when there is none).
+pub fn withdraw_offer(name: impl Into<String>) -> Effect {
+    Effect::WithdrawOffer(name.into())
 }
 
 #[cfg(test)]

@@ -1,7 +1,7 @@
 //! Write Steward plugins in Rust.
 //!
 //! A Steward plugin is a WebAssembly component (`wasm32-wasip2`) that implements the WIT world
-//! `steward:plugin/plugin@0.1.0` (`plugins/wit/plugin.wit`). This crate hides the generated
+//! `steward:plugin/plugin@0.2.0` (`plugins/wit/plugin.wit`). This crate hides the generated
 //! bindings: a plugin is a type implementing [`Plugin`], exported with [`export_plugin!`].
 //!
 //! ```ignore
@@ -84,10 +84,11 @@ pub mod __bindings {
 
 pub use __bindings::steward::plugin::host::Level;
 pub use __bindings::steward::plugin::types::{
-    ApiEvent, AuditRecord, BootstrapRequest, CertificateInfo, Command, CreateRequest, Description,
-    Device, DeviceRequest, Effect, Entry, Event, EventKinds, ExecuteRequest, HostError,
-    Notification, ObjectClaim, Operation, Path, PluginError, RequestError, Response, ResponseBody,
-    SendData, Timer, TimerRequest, Value, WriteRequest,
+    ApiEvent, AuditRecord, BootstrapOffer, BootstrapRequest, CertificateInfo, Command,
+    CreateRequest, Description, Device, DeviceRequest, Effect, Entry, Event, EventKinds,
+    ExecuteRequest, HostError, Notification, ObjectClaim, OfferAnswer, Operation, Path,
+    PluginError, RequestError, Response, ResponseBody, SendData, Timer, TimerRequest, Value,
+    WriteRequest,
 };
 
 /// A Steward plugin: implement this on a (usually empty) type and export it with

@@ -49,13 +49,29 @@ impl ClientCertificate {
 #[derive(Clone)]
 pub struct ServerTrust {
     certificates: Vec<Vec<u8>>,
+    /// Accept any chain (see [`ServerTrust::judged_later`]).
+    any: bool,
 }
 
 impl ServerTrust {
     /// DER certificates: each is both a pin (the server's leaf may equal it) and a trust
     /// anchor (the server's chain may end at it).
     pub fn new(certificates: Vec<Vec<u8>>) -> Self {
-        Self { certificates }
+        Self {
+            certificates,
+            any: false,
+        }
+    }
+
+    /// Completes the handshake with whatever certificate the server shows (it must still
+    /// hold that certificate's key): for a caller that judges the chain itself once the
+    /// session is up ([`ClientSession::peer_certificates`]) and limits what it accepts over
+    /// an unauthenticated session accordingly, as a locked-in device in recovery mode does.
+    pub fn judged_later() -> Self {
+        Self {
+            certificates: Vec::new(),
+            any: true,
+        }
     }
 
     /// Every CERTIFICATE block of a PEM text.
@@ -72,6 +88,9 @@ impl ServerTrust {
         let Some(leaf) = chain.first() else {
             return Err("server sent no certificate".into());
         };
+        if self.any {
+            return Ok(());
+        }
         if self.certificates.iter().any(|c| c == leaf) {
             return Ok(());
         }
@@ -203,6 +222,11 @@ impl ClientSession {
 
     pub fn server_addr(&self) -> SocketAddr {
         self.server
+    }
+
+    /// The server's certificate chain as it sent it (DER, leaf first); empty over PSK.
+    pub async fn peer_certificates(&self) -> Vec<Vec<u8>> {
+        self.conn.connection_state().await.peer_certificates
     }
 
     /// Sends one datagram (a DTLS application-data record).

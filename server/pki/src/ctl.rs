@@ -42,6 +42,7 @@ use minicbor::Decoder;
 use minicbor::data::Type;
 use p256::pkcs8::DecodePublicKey;
 use sha2::{Digest, Sha256};
+use steward_claims::cbor::{self, MAJOR_ARRAY, MAJOR_BYTES, MAJOR_UNSIGNED};
 
 use crate::cose::{
     CoseError, MAX_MESSAGE_LEN, SigningKey, VerifyingKey, cose_sign1_es256, cose_sign1_kid,
@@ -135,11 +136,11 @@ impl Ctl {
                 .map(|anchor| anchor.len() + 3)
                 .sum::<usize>(),
         );
-        cbor_head(&mut out, MAJOR_ARRAY, 2);
-        cbor_head(&mut out, MAJOR_UNSIGNED, self.version);
-        cbor_head(&mut out, MAJOR_ARRAY, self.anchors.len() as u64);
+        cbor::head(&mut out, MAJOR_ARRAY, 2);
+        cbor::head(&mut out, MAJOR_UNSIGNED, self.version);
+        cbor::head(&mut out, MAJOR_ARRAY, self.anchors.len() as u64);
         for anchor in &self.anchors {
-            cbor_head(&mut out, MAJOR_BYTES, anchor.len() as u64);
+            cbor::head(&mut out, MAJOR_BYTES, anchor.len() as u64);
             out.extend_from_slice(anchor);
         }
         out
@@ -318,35 +319,4 @@ fn check_anchors(anchors: &[Vec<u8>]) -> Result<(), CtlError> {
         )));
     }
     Ok(())
-}
-
-pub(crate) const MAJOR_UNSIGNED: u8 = 0;
-pub(crate) const MAJOR_NEGATIVE: u8 = 1;
-pub(crate) const MAJOR_BYTES: u8 = 2;
-pub(crate) const MAJOR_TEXT: u8 = 3;
-pub(crate) const MAJOR_ARRAY: u8 = 4;
-pub(crate) const MAJOR_MAP: u8 = 5;
-
-/// Appends a CBOR head in its shortest form (RFC 8949 §4.2.1).
-pub(crate) fn cbor_head(out: &mut Vec<u8>, major: u8, value: u64) {
-    let major = major << 5;
-    match value {
-        0..=23 => out.push(major | value as u8),
-        24..=0xff => {
-            out.push(major | 24);
-            out.push(value as u8);
-        }
-        0x100..=0xffff => {
-            out.push(major | 25);
-            out.extend_from_slice(&(value as u16).to_be_bytes());
-        }
-        0x1_0000..=0xffff_ffff => {
-            out.push(major | 26);
-            out.extend_from_slice(&(value as u32).to_be_bytes());
-        }
-        _ => {
-            out.push(major | 27);
-            out.extend_from_slice(&value.to_be_bytes());
-        }
-    }
 }

@@ -26,8 +26,8 @@ use steward_pki::ctl::{
 };
 use steward_pki::recovery::{
     CLAIM_CTI, CLAIM_CTL_FINGERPRINT, CLAIM_EXP, CLAIM_IAT, CLAIM_INSTALLATION, CLAIM_ISS,
-    CLOCK_SKEW, Expectation, MAX_LIFETIME, MAX_TOKEN_LEN, RecoveryClaims, RecoveryError,
-    sign_recovery_token, verify_recovery_token,
+    CLOCK_SKEW, ClaimError, Expectation, MAX_LIFETIME, MAX_TOKEN_LEN, RecoveryClaims,
+    RecoveryError, sign_recovery_token, verify_recovery_token,
 };
 
 fn vector_path(name: &str) -> PathBuf {
@@ -483,7 +483,7 @@ fn malformed_claims_refused() {
         );
         assert!(matches!(
             RecoveryClaims::decode(payload),
-            Err(RecoveryError::Malformed(_))
+            Err(ClaimError::Malformed(_))
         ));
     };
     // An unknown claim (key 2, `sub`), with the map count raised.
@@ -518,10 +518,7 @@ fn malformed_claims_refused() {
     // Wrong sizes and types.
     let mut short_cti = claims();
     short_cti.installation = String::new();
-    assert!(matches!(
-        short_cti.encode(),
-        Err(RecoveryError::Malformed(_))
-    ));
+    assert!(matches!(short_cti.encode(), Err(ClaimError::Malformed(_))));
     let mut long_name = claims();
     long_name.issuer = "x".repeat(129);
     assert!(matches!(

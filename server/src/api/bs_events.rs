@@ -9,6 +9,8 @@
 //! |---|---|
 //! | `Started` | `new session`, `authorized` (a session only starts once authorized and configured) |
 //! | `Step` | `receive success response` (message: the operation, its path and the code) |
+//! | `OfferAnswered`, a success code | `receive success response` (message as for `Step`, plus the plugin and offer) |
+//! | `OfferAnswered`, an error code | `receive error response` (the same, plus the diagnostic; the session goes on) |
 //! | `Finished` | `finished` |
 //! | `Failed`, an error code | `receive error response`, `failed` |
 //! | `Failed`, no answer (CoAP gave up) | `request failure`, `failed` |
@@ -165,6 +167,33 @@ fn render(event: &BootstrapEvent, time: u64) -> Vec<Frame> {
             Some(endpoint),
             format!("{op}\nresponse: {code}\nsession: {}", session.0),
         )],
+        BootstrapEvent::OfferAnswered {
+            session,
+            endpoint,
+            plugin,
+            offer,
+            path,
+            code,
+            diagnostic,
+        } => {
+            let (name, diagnostic) = if code.is_success() {
+                ("receive success response", String::new())
+            } else {
+                (
+                    "receive error response",
+                    format!("\ndiagnostic: {diagnostic}"),
+                )
+            };
+            vec![frame(
+                name,
+                Some(endpoint),
+                format!(
+                    "Bootstrap-Write {path} (offer {offer:?} of plugin {plugin})\nresponse: \
+                     {code}{diagnostic}\nsession: {}",
+                    session.0
+                ),
+            )]
+        }
         BootstrapEvent::Finished { session, endpoint } => vec![frame(
             "finished",
             Some(endpoint),
@@ -266,6 +295,37 @@ mod tests {
         assert_eq!(frames[0].endpoint, None);
         assert_eq!(data(&frames[0])["endpoint"], Json::Null);
         assert_eq!(data(&frames[0])["name"], "failed");
+    }
+
+    #[test]
+    fn offer_answers_are_step_like() {
+        let answered = |code| BootstrapEvent::OfferAnswered {
+            session: SessionId(3),
+            endpoint: "c".into(),
+            plugin: "example".into(),
+            offer: "label".into(),
+            path: steward_objects::Path::Resource(42799, 0, 1),
+            code,
+            diagnostic: "no".into(),
+        };
+        let ok = render(&answered(steward_coap::message::Code::CHANGED), 1);
+        assert_eq!(ok.len(), 1);
+        let j = data(&ok[0]);
+        assert_eq!(j["name"], "receive success response");
+        assert_eq!(j["endpoint"], "c");
+        assert_eq!(
+            j["message"],
+            "Bootstrap-Write /42799/0/1 (offer \"label\" of plugin example)\nresponse: 2.04\nsession: 3"
+        );
+        let refused = render(&answered(steward_coap::message::Code::NOT_FOUND), 1);
+        let j = data(&refused[0]);
+        assert_eq!(j["name"], "receive error response");
+        assert!(
+            j["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("response: 4.04\ndiagnostic: no")),
+            "{j}"
+        );
     }
 
     #[test]

@@ -2,7 +2,7 @@
 //!
 //! | Route | Answer |
 //! |---|---|
-//! | `GET /api/steward/plugins` | `{"plugins":[status..],"refused":[{file,reason}..]}` |
+//! | `GET /api/steward/plugins` | `{"plugins":[status..],"refused":[{file,reason}..]}`; each status lists the plugin's bootstrap `offers` |
 //! | `POST /api/steward/plugins/reload` | reloads the directory → `{"loaded":[..],"refused":[..]}` |
 //! | `POST /api/steward/plugins/{name}/disable` / `enable` | `{"name","state"}`; remembered across restarts |
 //! | `POST /api/steward/plugins/{name}/commands` | `{"name":"cmd","argument":<json>}` → the plugin's reply (`null` without one) |
@@ -49,11 +49,39 @@ fn dispatcher(state: &ApiState) -> Result<&Dispatcher, ApiError> {
 }
 
 async fn list(State(state): State<ApiState>) -> Result<Response, ApiError> {
-    let host = dispatcher(&state)?.host();
+    let dispatcher = dispatcher(&state)?;
+    let host = dispatcher.host();
+    let plugins: Vec<Value> = host
+        .status()
+        .into_iter()
+        .map(|status| {
+            let offers: Vec<Value> = dispatcher
+                .offers()
+                .of_plugin(&status.name)
+                .iter()
+                .map(offer_json)
+                .collect();
+            let mut entry = json!(status);
+            entry["offers"] = Value::Array(offers);
+            entry
+        })
+        .collect();
     Ok(json_response(
         StatusCode::OK,
-        &json!({"plugins": host.status(), "refused": host.refused()}),
+        &json!({"plugins": plugins, "refused": host.refused()}),
     ))
+}
+
+/// An offer as operators see it: what and to whom, not the value (a plugin's business, and
+/// possibly large).
+fn offer_json(offer: &crate::bootstrap::Offer) -> Value {
+    json!({
+        "name": offer.name(),
+        "path": offer.path().to_string(),
+        "endpoints": offer.endpoints().len(),
+        "finish_on_accept": offer.finish_on_accept(),
+        "expires_ms": offer.expires_ms(),
+    })
 }
 
 async fn reload(State(state): State<ApiState>) -> Result<Response, ApiError> {

@@ -7,6 +7,7 @@
 //! - [`request`]: `POST /bs` and `GET /bspack` parsed; who may bootstrap as which endpoint.
 //! - [`session`]: [`BootstrapSessions`], the session state machine (Discover, Delete, Write,
 //!   Finish), with its actions, events and failure reasons.
+//! - [`offers`]: plugins' bootstrap offers, written first in the sessions they apply to.
 //! - [`pack`]: Bootstrap-Pack (1.2).
 //! - [`trigger`]: the `/1/x/9` target of a server-initiated bootstrap.
 //! - [`error`]: every refusal of an uplink request, and its CoAP code.
@@ -17,6 +18,7 @@
 pub mod config;
 pub mod error;
 pub mod nodes;
+pub mod offers;
 pub mod pack;
 pub mod request;
 pub mod session;
@@ -28,9 +30,11 @@ pub use config::{
     configs_to_json,
 };
 pub use error::BootstrapError;
+pub use offers::{NewOffer, NoOffers, Offer, OfferChange, OfferError, OfferRegistry, OfferSource};
 pub use request::{BootstrapRequest, PackRequest, UplinkRequest, is_bootstrap_path};
 pub use session::{
     Action, BootstrapEvent, BootstrapOp, BootstrapSessions, ConfigSource, Content, Correlation,
-    FailureReason, OpKind, Outcome, Outgoing, SessionId, SessionsConfig, StepInfo,
+    FailureReason, OFFER_DIAGNOSTIC_BYTES, OpKind, Outcome, Outgoing, SessionId, SessionsConfig,
+    StepInfo,
 };
 pub use trigger::{TriggerError, bootstrap_trigger};

@@ -35,6 +35,25 @@
 //! restarted; the old session's answers would never come): the old one fails as
 //! [`FailureReason::Superseded`].
 //!
+//! # Bootstrap offers
+//!
+//! Plugins' offers ([`super::offers`]) that apply to the endpoint are written first, one
+//! Bootstrap-Write of a single resource each, in (plugin, name) order, before any Discover,
+//! Delete or Write of the configuration. An offer's answer is reported as
+//! [`BootstrapEvent::OfferAnswered`] (instead of a `Step`), whatever its code: an error answer
+//! does not fail the session (a device that does not want the value refuses it and is
+//! configured as usual); no answer fails it as for any request. A success answer to an offer
+//! with `finish_on_accept` makes Bootstrap-Finish the session's next and last request: the
+//! device restarts on its own terms (after a trust reset, say) and bootstraps again.
+//!
+//! An endpoint with no configuration but an applicable offer gets an *offer-only* session
+//! (the offers, then Finish) instead of the "no config" refusal (4.00). The case this serves is
+//! the one offers exist for: a device locked out of its LwM2M server reaching a Bootstrap-Server
+//! that was rebuilt, or never held its configuration; writing nothing but the offer (no
+//! Delete, no accounts) leaves the device's own configuration as it was. The refusal stays as
+//! before when no offer applies. A Bootstrap-Pack carries no offers: it has no per-write
+//! answer to report.
+//!
 //! # Content format
 //!
 //! Writes use, in order: the configuration's `contentFormat`; the client's `pct`; TLV. The
@@ -55,11 +74,12 @@ use std::fmt;
 use steward_coap::endpoint::Failure;
 use steward_coap::message::{Code, Method, Request, Response, encode_uint, option};
 use steward_objects::link::DiscoverAnswer;
-use steward_objects::{ContentFormat, Node, Path, codec};
+use steward_objects::{ContentFormat, Node, Path, Resource, codec};
 
 use super::config::BootstrapConfig;
 use super::error::BootstrapError;
 use super::nodes::SECURITY;
+use super::offers::{NoOffers, Offer, OfferSource};
 use super::pack;
 use super::request::{self, BS, BootstrapRequest, UplinkRequest};
 use crate::lwm2m::Peer;
@@ -265,6 +285,21 @@ pub enum BootstrapEvent {
         op: StepInfo,
         code: Code,
     },
+    /// The device answered a plugin's offer (any code: an error answer does not fail the
+    /// session).
+    OfferAnswered {
+        session: SessionId,
+        endpoint: String,
+        plugin: String,
+        /// The offer's name.
+        offer: String,
+        /// The resource written.
+        path: Path,
+        code: Code,
+        /// The answer's diagnostic payload, UTF-8 (lossy), at most
+        /// [`OFFER_DIAGNOSTIC_BYTES`] bytes.
+        diagnostic: String,
+    },
     /// Bootstrap-Finish was answered 2.04: the client applies the configuration.
     Finished {
         session: SessionId,
@@ -339,17 +374,45 @@ pub const WRITE_FORMATS: [ContentFormat; 4] = [
     ContentFormat::Lwm2mCbor,
 ];
 
+/// An offer answer's diagnostic is clipped to this many bytes (the WIT's `offer-answer`).
+pub const OFFER_DIAGNOSTIC_BYTES: usize = 256;
+
 #[derive(Debug)]
 struct Session {
     endpoint: String,
     address: String,
-    config: BootstrapConfig,
+    /// `None` in an offer-only session (see the module docs).
+    config: Option<BootstrapConfig>,
     format: ContentFormat,
     deadline_ms: u64,
     /// The step number of the request in flight.
     step: u32,
     in_flight: StepInfo,
-    pending: VecDeque<BootstrapOp>,
+    /// The offer the request in flight writes, if it writes one.
+    in_flight_offer: Option<OfferTag>,
+    pending: VecDeque<Planned>,
+}
+
+/// Which offer a planned Bootstrap-Write carries.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct OfferTag {
+    plugin: String,
+    name: String,
+    path: Path,
+    finish_on_accept: bool,
+}
+
+/// A request of the session's plan.
+#[derive(Debug)]
+struct Planned {
+    op: BootstrapOp,
+    offer: Option<OfferTag>,
+}
+
+impl From<BootstrapOp> for Planned {
+    fn from(op: BootstrapOp) -> Planned {
+        Planned { op, offer: None }
+    }
 }
 
 /// All bootstrap sessions of one Bootstrap-Server.
@@ -390,6 +453,7 @@ impl BootstrapSessions {
     /// Answers one request to the bootstrap endpoint: `POST /bs` starts a session, `GET
     /// /bspack` is answered with the pack; anything else is refused. `configs` is read once, at
     /// the start of a session: a configuration changed later applies to the next session.
+    /// No offers are written ([`BootstrapSessions::on_request_with_offers`] writes them).
     pub fn on_request<C: ConfigSource + ?Sized>(
         &mut self,
         now_ms: u64,
@@ -397,8 +461,22 @@ impl BootstrapSessions {
         request: &Request,
         configs: &C,
     ) -> (Response, Vec<Action>) {
+        self.on_request_with_offers(now_ms, peer, request, configs, &NoOffers)
+    }
+
+    /// [`BootstrapSessions::on_request`], with the offers of `offers` that apply to the
+    /// endpoint written first (see the module docs). Read once, at the start of a session,
+    /// after the endpoint is authorized.
+    pub fn on_request_with_offers<C: ConfigSource + ?Sized, O: OfferSource + ?Sized>(
+        &mut self,
+        now_ms: u64,
+        peer: &Peer,
+        request: &Request,
+        configs: &C,
+        offers: &O,
+    ) -> (Response, Vec<Action>) {
         let outcome = request::parse(request).and_then(|parsed| match parsed {
-            UplinkRequest::Bootstrap(b) => self.start(now_ms, peer, b, configs),
+            UplinkRequest::Bootstrap(b) => self.start(now_ms, peer, b, configs, offers),
             UplinkRequest::Pack(p) => {
                 let (response, endpoint, format) =
                     pack::answer(peer, &p, self.config.allow_unsecured, configs)?;
@@ -445,6 +523,23 @@ impl BootstrapSessions {
             }
             Outcome::Response(r) => r,
         };
+        if let Some(offer) = session.in_flight_offer.take() {
+            let accepted = response.code.is_success();
+            let mut actions = vec![Action::Event(BootstrapEvent::OfferAnswered {
+                session: id,
+                endpoint: session.endpoint.clone(),
+                plugin: offer.plugin,
+                offer: offer.name,
+                path: offer.path,
+                code: response.code,
+                diagnostic: clip_utf8(&response.payload, OFFER_DIAGNOSTIC_BYTES),
+            })];
+            if accepted && offer.finish_on_accept {
+                session.pending = VecDeque::from([Planned::from(BootstrapOp::Finish)]);
+            }
+            actions.extend(self.send_next(id));
+            return actions;
+        }
         if !response.code.is_success() {
             let diagnostic = String::from_utf8_lossy(&response.payload)
                 .chars()
@@ -479,12 +574,17 @@ impl BootstrapSessions {
             OpKind::Discover => {
                 let planned = DiscoverAnswer::parse(&response.payload)
                     .map_err(|e| FailureReason::BadDiscover(e.to_string()))
-                    .and_then(|answer| {
-                        let ids = assign_security_ids(&session.config, &answer);
-                        plan(&session.config, session.format, &ids)
+                    .and_then(|answer| match &session.config {
+                        Some(config) => {
+                            let ids = assign_security_ids(config, &answer);
+                            plan(config, session.format, &ids)
+                        }
+                        // Offer-only sessions plan no Discover; should one get here, there
+                        // is nothing to configure.
+                        None => Ok(vec![BootstrapOp::Finish]),
                     });
                 match planned {
-                    Ok(ops) => session.pending.extend(ops),
+                    Ok(ops) => session.pending.extend(ops.into_iter().map(Planned::from)),
                     Err(reason) => {
                         actions.extend(self.fail(id, reason));
                         return actions;
@@ -527,12 +627,13 @@ impl BootstrapSessions {
             .collect()
     }
 
-    fn start<C: ConfigSource + ?Sized>(
+    fn start<C: ConfigSource + ?Sized, O: OfferSource + ?Sized>(
         &mut self,
         now_ms: u64,
         peer: &Peer,
         b: BootstrapRequest,
         configs: &C,
+        offers: &O,
     ) -> Result<(Response, Vec<Action>), BootstrapError> {
         let endpoint = request::authorize(
             b.endpoint.as_deref(),
@@ -541,14 +642,23 @@ impl BootstrapSessions {
         )?;
         let config = configs
             .lookup(&endpoint)
-            .map_err(BootstrapError::ConfigUnavailable)?
-            .ok_or_else(|| BootstrapError::NoConfig(endpoint.chars().take(64).collect()))?;
+            .map_err(BootstrapError::ConfigUnavailable)?;
+        let offers = offers.offers_for(&endpoint, now_ms);
+        // No configuration: an offer-only session if an offer applies (module docs).
+        if config.is_none() && offers.is_empty() {
+            return Err(BootstrapError::NoConfig(
+                endpoint.chars().take(64).collect(),
+            ));
+        }
         let invalid = |reason: String| BootstrapError::InvalidConfig {
             endpoint: endpoint.clone(),
             reason,
         };
-        config.validate().map_err(|e| invalid(e.to_string()))?;
-        let format = match (config.content_format, b.preferred_format) {
+        if let Some(config) = &config {
+            config.validate().map_err(|e| invalid(e.to_string()))?;
+        }
+        let forced = config.as_ref().and_then(|c| c.content_format);
+        let format = match (forced, b.preferred_format) {
             (Some(forced), _) if WRITE_FORMATS.contains(&forced) => forced,
             (Some(forced), _) => {
                 return Err(invalid(format!("{forced} cannot carry a Bootstrap-Write")));
@@ -562,13 +672,19 @@ impl BootstrapSessions {
         if replaced.is_none() && self.sessions.len() >= self.config.max_sessions {
             return Err(BootstrapError::TooManySessions);
         }
-        let pending: VecDeque<BootstrapOp> = if config.auto_id_for_security_object {
-            VecDeque::from([BootstrapOp::Discover { path: Path::Root }])
-        } else {
-            plan(&config, format, &BTreeMap::new())
-                .map_err(|e| invalid(e.to_string()))?
-                .into()
-        };
+        let mut pending: VecDeque<Planned> = offer_writes(&offers, format).collect();
+        match &config {
+            Some(c) if c.auto_id_for_security_object => {
+                pending.push_back(BootstrapOp::Discover { path: Path::Root }.into());
+            }
+            Some(c) => pending.extend(
+                plan(c, format, &BTreeMap::new())
+                    .map_err(|e| invalid(e.to_string()))?
+                    .into_iter()
+                    .map(Planned::from),
+            ),
+            None => pending.push_back(BootstrapOp::Finish.into()),
+        }
 
         // Everything that can refuse the request has run: now change state.
         let mut actions = Vec::new();
@@ -588,6 +704,7 @@ impl BootstrapSessions {
                 deadline_ms,
                 step: 0,
                 in_flight: BootstrapOp::Finish.info(),
+                in_flight_offer: None,
                 pending,
             },
         );
@@ -609,9 +726,13 @@ impl BootstrapSessions {
         };
         // Every plan ends with Finish, whose answer ends the session; an empty queue here
         // would be a planning bug, and Finish is the safe way out of it.
-        let op = session.pending.pop_front().unwrap_or(BootstrapOp::Finish);
+        let Planned { op, offer } = session
+            .pending
+            .pop_front()
+            .unwrap_or_else(|| BootstrapOp::Finish.into());
         session.step += 1;
         session.in_flight = op.info();
+        session.in_flight_offer = offer;
         vec![Action::Send(Outgoing {
             correlation: Correlation {
                 session: id,
@@ -651,6 +772,42 @@ fn requested_endpoint(request: &Request) -> Option<String> {
         q.strip_prefix("ep=")
             .map(|ep| ep.chars().take(64).collect())
     })
+}
+
+/// The Bootstrap-Writes of `offers`, in their order, each a single resource in `format`.
+/// An offer that cannot be encoded is left out rather than failing the configuration behind
+/// it; a single typed value at a resource path encodes in every Bootstrap-Write format, so
+/// this does not happen with offers the plugin host checked.
+fn offer_writes(offers: &[Offer], format: ContentFormat) -> impl Iterator<Item = Planned> + '_ {
+    offers.iter().filter_map(move |o| {
+        let node = Node::Resource(Resource::Single(o.value().clone()));
+        let payload = codec::encode(format, &o.path(), &node).ok()?;
+        Some(Planned {
+            op: BootstrapOp::Write {
+                path: o.path(),
+                content: Content { format, payload },
+            },
+            offer: Some(OfferTag {
+                plugin: o.plugin().to_owned(),
+                name: o.name().to_owned(),
+                path: o.path(),
+                finish_on_accept: o.finish_on_accept(),
+            }),
+        })
+    })
+}
+
+/// `bytes` as UTF-8 (lossy), cut to at most `max` bytes on a character boundary.
+fn clip_utf8(bytes: &[u8], max: usize) -> String {
+    let mut text = String::from_utf8_lossy(bytes).into_owned();
+    if text.len() > max {
+        let mut cut = max;
+        while !text.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        text.truncate(cut);
+    }
+    text
 }
 
 /// The requests of a session after any Bootstrap-Discover: deletes, writes, Finish.
@@ -809,6 +966,409 @@ mod tests {
             !format!("{w:?}").contains("115, 101"),
             "payload not printed"
         );
+    }
+
+    // --- offers ---------------------------------------------------------------------------
+
+    use crate::bootstrap::offers::{NewOffer, OfferRegistry};
+    use crate::registry::PeerIdentity;
+    use steward_objects::{ModelRegistry, Value};
+
+    /// Object 42799 with its String resource 1 (as the example plugin's DDF has it), so
+    /// that TLV decodes to a string.
+    fn models() -> ModelRegistry {
+        let ddf = r#"<LWM2M><Object ObjectType="MODefinition"><Name>Example</Name>
+            <ObjectID>42799</ObjectID><MultipleInstances>Multiple</MultipleInstances>
+            <Mandatory>Optional</Mandatory><Resources>
+            <Item ID="1"><Name>Label</Name><Operations>RW</Operations>
+            <MultipleInstances>Single</MultipleInstances><Mandatory>Optional</Mandatory>
+            <Type>String</Type></Item></Resources></Object></LWM2M>"#;
+        let mut models = ModelRegistry::new();
+        models.insert(steward_objects::ddf::parse(ddf).unwrap().remove(0));
+        models
+    }
+
+    const EP: &str = "dev";
+    const T0: u64 = 1_000;
+
+    fn peer() -> Peer {
+        Peer {
+            address: "10.0.0.1:5683".into(),
+            identity: PeerIdentity::Psk(EP.as_bytes().to_vec()),
+        }
+    }
+
+    fn bs(query: &[&str]) -> Request {
+        query
+            .iter()
+            .fold(Request::new(Method::Post).with_path(BS), |r, q| {
+                r.with_query(q)
+            })
+    }
+
+    fn new_offer(plugin: &str, name: &str, finish_on_accept: bool) -> NewOffer {
+        NewOffer {
+            plugin: plugin.into(),
+            name: name.into(),
+            path: Path::Resource(42799, 0, 1),
+            value: Value::String(format!("{plugin}/{name}")),
+            endpoints: Vec::new(),
+            finish_on_accept,
+            expires_ms: None,
+        }
+    }
+
+    fn offer(plugin: &str, name: &str, finish_on_accept: bool) -> Offer {
+        new_offer(plugin, name, finish_on_accept)
+            .check(None)
+            .unwrap()
+    }
+
+    fn configs(c: BootstrapConfig) -> BTreeMap<String, BootstrapConfig> {
+        BTreeMap::from([(EP.to_owned(), c)])
+    }
+
+    fn outgoing(actions: &[Action]) -> Vec<Outgoing> {
+        actions
+            .iter()
+            .filter_map(|a| match a {
+                Action::Send(o) => Some(o.clone()),
+                Action::Event(_) => None,
+            })
+            .collect()
+    }
+
+    fn events(actions: &[Action]) -> Vec<BootstrapEvent> {
+        actions
+            .iter()
+            .filter_map(|a| match a {
+                Action::Event(e) => Some(e.clone()),
+                Action::Send(_) => None,
+            })
+            .collect()
+    }
+
+    /// Plays the client: `answer` gives each request's response. Returns the requests (as
+    /// Bootstrap-Write payloads decode, for offers) and every event.
+    fn run(
+        sessions: &mut BootstrapSessions,
+        first: Vec<Action>,
+        answer: &dyn Fn(&Outgoing) -> Outcome,
+    ) -> (Vec<Outgoing>, Vec<BootstrapEvent>) {
+        let mut sent = Vec::new();
+        let mut seen = events(&first);
+        let mut next = outgoing(&first);
+        while let Some(out) = next.pop() {
+            assert!(next.is_empty(), "one request in flight");
+            let actions = sessions.on_response(T0 + 1, out.correlation, answer(&out));
+            seen.extend(events(&actions));
+            next = outgoing(&actions);
+            sent.push(out);
+        }
+        (sent, seen)
+    }
+
+    fn success(out: &Outgoing) -> Outcome {
+        Outcome::Response(Response::new(match out.op {
+            BootstrapOp::Delete { .. } => Code::DELETED,
+            BootstrapOp::Discover { .. } | BootstrapOp::Read { .. } => Code::CONTENT,
+            BootstrapOp::Write { .. } | BootstrapOp::Finish => Code::CHANGED,
+        }))
+    }
+
+    fn names(sent: &[Outgoing]) -> Vec<String> {
+        sent.iter().map(|o| o.op.info().to_string()).collect()
+    }
+
+    fn answers(seen: &[BootstrapEvent]) -> Vec<(String, String, Code)> {
+        seen.iter()
+            .filter_map(|e| match e {
+                BootstrapEvent::OfferAnswered {
+                    plugin,
+                    offer,
+                    code,
+                    endpoint,
+                    ..
+                } => {
+                    assert_eq!(endpoint, EP);
+                    Some((plugin.clone(), offer.clone(), *code))
+                }
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn offers_go_first_as_single_resource_writes_in_the_session_format() {
+        let registry =
+            OfferRegistry::from_offers([offer("zeta", "a", false), offer("alpha", "b", false)]);
+        for (query, format) in [
+            (vec!["ep=dev"], ContentFormat::Tlv),
+            (vec!["ep=dev", "pct=110"], ContentFormat::SenmlJson),
+            (vec!["ep=dev", "pct=112"], ContentFormat::SenmlCbor),
+        ] {
+            let mut sessions = BootstrapSessions::new(SessionsConfig::default());
+            let (response, first) = sessions.on_request_with_offers(
+                T0,
+                &peer(),
+                &bs(&query),
+                &configs(config()),
+                &registry,
+            );
+            assert_eq!(response.code, Code::CHANGED);
+            let (sent, seen) = run(&mut sessions, first, &success);
+            assert_eq!(
+                names(&sent),
+                [
+                    "Bootstrap-Write /42799/0/1",
+                    "Bootstrap-Write /42799/0/1",
+                    "Bootstrap-Delete /0",
+                    "Bootstrap-Delete /1",
+                    "Bootstrap-Write /0/1",
+                    "Bootstrap-Write /1/0",
+                    "Bootstrap-Finish"
+                ]
+            );
+            // By (plugin, name), each one resource in the session's format.
+            for (out, want) in sent.iter().zip(["alpha/b", "zeta/a"]) {
+                let BootstrapOp::Write { path, content } = &out.op else {
+                    panic!("a write");
+                };
+                assert_eq!(content.format, format);
+                assert_eq!(out.request.options.content_format(), Some(format.code()));
+                let node = codec::decode(format, path, &content.payload, &models()).unwrap();
+                assert_eq!(
+                    node,
+                    Node::Resource(Resource::Single(Value::String(want.into())))
+                );
+            }
+            assert_eq!(
+                answers(&seen),
+                [
+                    ("alpha".into(), "b".into(), Code::CHANGED),
+                    ("zeta".into(), "a".into(), Code::CHANGED)
+                ]
+            );
+            // Offers are answered by OfferAnswered, not Step.
+            let steps = seen
+                .iter()
+                .filter(|e| matches!(e, BootstrapEvent::Step { .. }))
+                .count();
+            assert_eq!(steps, 5);
+            assert!(matches!(seen.last(), Some(BootstrapEvent::Finished { .. })));
+        }
+    }
+
+    #[test]
+    fn without_offers_a_session_is_what_it_was() {
+        let plain = |offers: &dyn Fn(&mut BootstrapSessions) -> (Response, Vec<Action>)| {
+            let mut sessions = BootstrapSessions::new(SessionsConfig::default());
+            let (response, first) = offers(&mut sessions);
+            let (sent, seen) = run(&mut sessions, first, &success);
+            let requests: Vec<Request> = sent.into_iter().map(|o| o.request).collect();
+            (response, requests, seen)
+        };
+        let c = configs(config());
+        let before = plain(&|s| s.on_request(T0, &peer(), &bs(&["ep=dev"]), &c));
+        let empty = OfferRegistry::new();
+        let after = plain(&|s| s.on_request_with_offers(T0, &peer(), &bs(&["ep=dev"]), &c, &empty));
+        assert_eq!(before, after);
+        // Offers for other endpoints change nothing either.
+        let other = NewOffer {
+            endpoints: vec!["someone-else".into()],
+            ..new_offer("p", "a", false)
+        }
+        .check(None)
+        .unwrap();
+        let elsewhere = OfferRegistry::from_offers([other]);
+        let after =
+            plain(&|s| s.on_request_with_offers(T0, &peer(), &bs(&["ep=dev"]), &c, &elsewhere));
+        assert_eq!(before, after);
+    }
+
+    #[test]
+    fn a_refused_offer_does_not_fail_the_session() {
+        let registry = OfferRegistry::from_offers([offer("p", "a", true), offer("p", "b", false)]);
+        let mut sessions = BootstrapSessions::new(SessionsConfig::default());
+        let (_, first) = sessions.on_request_with_offers(
+            T0,
+            &peer(),
+            &bs(&["ep=dev"]),
+            &configs(config()),
+            &registry,
+        );
+        let refuse_offers = |out: &Outgoing| match &out.op {
+            BootstrapOp::Write { path, .. } if path.object_id() == Some(42799) => {
+                Outcome::Response(Response::new(Code::NOT_FOUND).with_diagnostic(&"é".repeat(200)))
+            }
+            _ => success(out),
+        };
+        let (sent, seen) = run(&mut sessions, first, &refuse_offers);
+        assert_eq!(sent.len(), 7, "both offers, then the whole configuration");
+        assert_eq!(
+            answers(&seen),
+            [
+                ("p".into(), "a".into(), Code::NOT_FOUND),
+                ("p".into(), "b".into(), Code::NOT_FOUND)
+            ]
+        );
+        let BootstrapEvent::OfferAnswered { diagnostic, .. } = &seen[2] else {
+            panic!("an answer: {seen:?}");
+        };
+        assert_eq!(
+            diagnostic.len(),
+            OFFER_DIAGNOSTIC_BYTES,
+            "clipped on a boundary"
+        );
+        assert!(matches!(seen.last(), Some(BootstrapEvent::Finished { .. })));
+        assert!(sessions.is_empty());
+    }
+
+    #[test]
+    fn an_accepted_offer_with_finish_on_accept_ends_the_session() {
+        let registry = OfferRegistry::from_offers([
+            offer("p", "a", false),
+            offer("p", "b", true),
+            offer("p", "c", false),
+        ]);
+        for auto_id in [false, true] {
+            let mut c = config();
+            c.auto_id_for_security_object = auto_id;
+            let mut sessions = BootstrapSessions::new(SessionsConfig::default());
+            let (_, first) = sessions.on_request_with_offers(
+                T0,
+                &peer(),
+                &bs(&["ep=dev"]),
+                &configs(c),
+                &registry,
+            );
+            let (sent, seen) = run(&mut sessions, first, &success);
+            assert_eq!(
+                names(&sent),
+                [
+                    "Bootstrap-Write /42799/0/1",
+                    "Bootstrap-Write /42799/0/1",
+                    "Bootstrap-Finish"
+                ],
+                "auto id {auto_id}"
+            );
+            assert_eq!(answers(&seen).len(), 2);
+            assert!(matches!(seen.last(), Some(BootstrapEvent::Finished { .. })));
+        }
+    }
+
+    #[test]
+    fn auto_id_sessions_write_offers_before_the_discover() {
+        let registry = OfferRegistry::from_offers([offer("p", "a", true)]);
+        let mut c = config();
+        c.auto_id_for_security_object = true;
+        let mut sessions = BootstrapSessions::new(SessionsConfig::default());
+        let (_, first) =
+            sessions.on_request_with_offers(T0, &peer(), &bs(&["ep=dev"]), &configs(c), &registry);
+        let answer = |out: &Outgoing| match &out.op {
+            BootstrapOp::Write { path, .. } if path.object_id() == Some(42799) => {
+                Outcome::Response(Response::new(Code::FORBIDDEN))
+            }
+            BootstrapOp::Discover { .. } => Outcome::Response(
+                Response::new(Code::CONTENT)
+                    .with_payload(40, b"</>;lwm2m=1.1,</0/0>,</1>".to_vec()),
+            ),
+            _ => success(out),
+        };
+        let (sent, seen) = run(&mut sessions, first, &answer);
+        assert_eq!(
+            names(&sent)[..3],
+            [
+                "Bootstrap-Write /42799/0/1",
+                "Bootstrap-Discover /",
+                "Bootstrap-Delete /0"
+            ]
+        );
+        assert!(matches!(seen.last(), Some(BootstrapEvent::Finished { .. })));
+    }
+
+    #[test]
+    fn no_answer_to_an_offer_fails_the_session() {
+        let registry = OfferRegistry::from_offers([offer("p", "a", false)]);
+        let mut sessions = BootstrapSessions::new(SessionsConfig::default());
+        let (_, first) = sessions.on_request_with_offers(
+            T0,
+            &peer(),
+            &bs(&["ep=dev"]),
+            &configs(config()),
+            &registry,
+        );
+        let (sent, seen) = run(&mut sessions, first, &|_| Outcome::Failed(Failure::Timeout));
+        assert_eq!(sent.len(), 1);
+        assert!(matches!(
+            seen.last(),
+            Some(BootstrapEvent::Failed {
+                reason: FailureReason::NoResponse { .. },
+                ..
+            })
+        ));
+        assert!(answers(&seen).is_empty());
+    }
+
+    #[test]
+    fn an_endpoint_without_configuration_gets_an_offer_only_session() {
+        let none: BTreeMap<String, BootstrapConfig> = BTreeMap::new();
+        // No offer: refused as before.
+        let mut sessions = BootstrapSessions::new(SessionsConfig::default());
+        let (response, actions) = sessions.on_request_with_offers(
+            T0,
+            &peer(),
+            &bs(&["ep=dev"]),
+            &none,
+            &OfferRegistry::new(),
+        );
+        assert_eq!(response.code, Code::BAD_REQUEST);
+        assert!(matches!(
+            events(&actions)[..],
+            [BootstrapEvent::Refused {
+                error: BootstrapError::NoConfig(_),
+                ..
+            }]
+        ));
+        // An offer: the offer, then Finish; nothing deleted, nothing else written.
+        let registry = OfferRegistry::from_offers([offer("p", "a", false)]);
+        for code in [Code::CHANGED, Code::FORBIDDEN] {
+            let (response, first) = sessions.on_request_with_offers(
+                T0,
+                &peer(),
+                &bs(&["ep=dev", "pct=110"]),
+                &none,
+                &registry,
+            );
+            assert_eq!(response.code, Code::CHANGED);
+            assert!(matches!(
+                events(&first)[..],
+                [BootstrapEvent::Started {
+                    format: ContentFormat::SenmlJson,
+                    ..
+                }]
+            ));
+            let answer = |out: &Outgoing| match out.op {
+                BootstrapOp::Write { .. } => Outcome::Response(Response::new(code)),
+                _ => success(out),
+            };
+            let (sent, seen) = run(&mut sessions, first, &answer);
+            assert_eq!(
+                names(&sent),
+                ["Bootstrap-Write /42799/0/1", "Bootstrap-Finish"]
+            );
+            assert_eq!(answers(&seen), [("p".into(), "a".into(), code)]);
+            assert!(matches!(seen.last(), Some(BootstrapEvent::Finished { .. })));
+        }
+        // The identity check still comes first.
+        let (response, _) = sessions.on_request_with_offers(
+            T0,
+            &peer(),
+            &bs(&["ep=someone-else"]),
+            &none,
+            &registry,
+        );
+        assert_eq!(response.code, Code::FORBIDDEN);
     }
 
     #[test]

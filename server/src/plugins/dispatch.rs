@@ -4,10 +4,18 @@
 //! ```text
 //!  Devices::events ─┐                          per plugin, in order:
 //!  bootstrap  ──────┼─► route ─► queue(plugin) ─► call (blocking pool, fresh instance)
-//!  timers, API ─────┘                 ▲           ─► key-value writes (one batch, fsync)
+//!  timers, API ─────┘                 ▲           ─► key-value writes and bootstrap offers
+//!                                     │              (one transaction, fsync)
 //!                                     │           ─► requests, audit, API events, timers
 //!                  Response events ───┘ (when a request's outcome arrives)
 //! ```
+//!
+//! Bootstrap offers ([`super::offers`]) are durable before the event counts as handled, like
+//! key-value writes and in the same transaction; the per-plugin cap is checked then, and a
+//! plugin over it fails the event as for any forbidden effect. The device's answer to an
+//! offer comes back from the Bootstrap-Server as `offer-answered`, always delivered to the
+//! offering plugin (it answers the plugin's own decision, as `response` does). Expired offers
+//! are pruned every [`PRUNE_EVERY`].
 //!
 //! Each plugin has one queue and one worker, so a plugin sees its events one at a time and
 //! in order: its key-value reads always see the writes of the events before. A plugin that is
@@ -23,6 +31,7 @@ use steward_objects::link::ObjectLinks;
 use steward_objects::{Path, TimestampedNodes};
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
 
+use super::bindings::steward::plugin::types::OfferAnswer;
 use super::bindings::steward::plugin::types::{
     BootstrapRequest, Command, Device, Entry, Event, EventKinds, Notification, RequestError,
     Response, ResponseBody, SendData, Timer,
@@ -30,6 +39,7 @@ use super::bindings::steward::plugin::types::{
 use super::convert;
 use super::effects::{Action, PlannedRequest};
 use super::host::{EventFailure, LoadReport, LoadedPlugin, PluginHost};
+use super::offers::{ApplyError, PluginOffers};
 use crate::clock::unix_ms;
 use crate::devices::{DeviceEvent, DeviceEvents, Devices};
 use crate::dm::{DmError, DownlinkRequest, DownlinkResponse, Ticket};
@@ -39,6 +49,8 @@ use crate::store::PluginTimer;
 const QUEUE: usize = 1024;
 /// How long a plugin's device request may take, queueing for a sleeping device included.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
+/// How often expired bootstrap offers are removed (sessions skip them in between).
+pub const PRUNE_EVERY: Duration = Duration::from_secs(60);
 
 /// An event for the API's stream (`PLUGIN`).
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
@@ -56,6 +68,24 @@ pub struct BootstrapRequested {
     pub transport: &'static str,
     /// A session started (false: refused, e.g. no configuration).
     pub accepted: bool,
+}
+
+/// A device answered a plugin's bootstrap offer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OfferAnswered {
+    pub plugin: String,
+    pub offer: String,
+    pub endpoint: String,
+    /// "2.04", "4.04" ...
+    pub code: String,
+    pub diagnostic: String,
+}
+
+/// What the Bootstrap-Server tells the plugins.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BootstrapNotice {
+    Requested(BootstrapRequested),
+    OfferAnswered(OfferAnswered),
 }
 
 /// Why an operator command got no answer.
@@ -88,6 +118,7 @@ pub struct DispatchCounters {
 
 struct Inner {
     host: Arc<PluginHost>,
+    offers: Arc<PluginOffers>,
     devices: Devices,
     queues: Mutex<HashMap<String, mpsc::Sender<Job>>>,
     api_events: broadcast::Sender<PluginApiEvent>,
@@ -114,18 +145,21 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl Dispatcher {
-    /// Starts routing `devices`' events and bootstrap requests to the plugins of `host`, and
-    /// re-arms the timers stored by the previous run. Needs a tokio runtime.
+    /// Starts routing `devices`' events and the Bootstrap-Server's notices to the plugins of
+    /// `host`, re-arms the timers stored by the previous run, and prunes `offers` (which the
+    /// plugins' effects change) from time to time. Needs a tokio runtime.
     pub fn start(
         host: Arc<PluginHost>,
+        offers: Arc<PluginOffers>,
         devices: Devices,
-        bootstrap: Option<broadcast::Receiver<BootstrapRequested>>,
+        bootstrap: Option<broadcast::Receiver<BootstrapNotice>>,
         stop: watch::Receiver<bool>,
     ) -> Dispatcher {
         let (api_events, _) = broadcast::channel(1024);
         let dispatcher = Dispatcher {
             inner: Arc::new(Inner {
                 host,
+                offers,
                 devices: devices.clone(),
                 queues: Mutex::new(HashMap::new()),
                 api_events,
@@ -150,9 +184,13 @@ impl Dispatcher {
         )];
         if let Some(rx) = bootstrap {
             tasks.push(tokio::spawn(
-                Arc::clone(&dispatcher.inner).bootstrap_requests(rx, stop.clone()),
+                Arc::clone(&dispatcher.inner).bootstrap_notices(rx, stop.clone()),
             ));
         }
+        tasks.push(tokio::spawn(prune_offers(
+            Arc::clone(&dispatcher.inner.offers),
+            stop.clone(),
+        )));
         lock(&dispatcher.inner.tasks).extend(tasks);
         dispatcher.inner.restore_timers();
         dispatcher
@@ -160,6 +198,11 @@ impl Dispatcher {
 
     pub fn host(&self) -> &Arc<PluginHost> {
         &self.inner.host
+    }
+
+    /// The plugins' bootstrap offers.
+    pub fn offers(&self) -> &Arc<PluginOffers> {
+        &self.inner.offers
     }
 
     pub fn counters(&self) -> &DispatchCounters {
@@ -304,10 +347,40 @@ impl Inner {
             let loaded = Arc::clone(&loaded);
             tokio::task::spawn_blocking(move || host.call(&loaded, &event))
         };
-        let planned = call.await.map_err(|e| EventFailure::Host {
+        let mut planned = call.await.map_err(|e| EventFailure::Host {
             plugin: plugin.to_owned(),
             reason: format!("call task failed: {e}"),
         })??;
+        if !planned.offers.is_empty() {
+            let offers = Arc::clone(&self.offers);
+            let name = plugin.to_owned();
+            let kv = std::mem::take(&mut planned.kv);
+            let changes = std::mem::take(&mut planned.offers);
+            let applied =
+                tokio::task::spawn_blocking(move || offers.apply(&name, &kv, changes, unix_ms()))
+                    .await;
+            let failure = match applied {
+                Ok(Ok(())) => None,
+                // Over the cap: the plugin asked for what it may not do.
+                Ok(Err(ApplyError::Refused(e))) => Some(EventFailure::Effect {
+                    plugin: plugin.to_owned(),
+                    reason: e.to_string(),
+                }),
+                Ok(Err(e)) => Some(EventFailure::Host {
+                    plugin: plugin.to_owned(),
+                    reason: format!("bootstrap offers and key-value writes not applied: {e}"),
+                }),
+                Err(e) => Some(EventFailure::Host {
+                    plugin: plugin.to_owned(),
+                    reason: format!("offer task failed: {e}"),
+                }),
+            };
+            if let Some(failure) = failure {
+                // Nothing else of the event is applied (as for a failed key-value write).
+                self.host.record(plugin, &Err(failure.clone()));
+                return Err(failure);
+            }
+        }
         if !planned.kv.is_empty() {
             let Some(store) = self.host.store().cloned() else {
                 return Err(self.fail(plugin, "no key-value store in this host".into()));
@@ -622,13 +695,31 @@ impl Inner {
         }
     }
 
-    async fn bootstrap_requests(
+    async fn bootstrap_notices(
         self: Arc<Self>,
-        mut rx: broadcast::Receiver<BootstrapRequested>,
+        mut rx: broadcast::Receiver<BootstrapNotice>,
         mut stop: watch::Receiver<bool>,
     ) {
-        let what = "bootstrap requests for plugins";
-        while let Some(b) = crate::channels::next_or_stop(&mut rx, &mut stop, what).await {
+        let what = "bootstrap notices for plugins";
+        while let Some(notice) = crate::channels::next_or_stop(&mut rx, &mut stop, what).await {
+            let b = match notice {
+                BootstrapNotice::Requested(b) => b,
+                BootstrapNotice::OfferAnswered(a) => {
+                    // Always delivered (no event flag): it answers the plugin's own offer.
+                    if self.host.routing().get(&a.plugin).is_some() {
+                        self.send_event(
+                            &a.plugin,
+                            Event::OfferAnswered(OfferAnswer {
+                                offer: a.offer,
+                                endpoint: a.endpoint,
+                                code: a.code,
+                                diagnostic: a.diagnostic,
+                            }),
+                        );
+                    }
+                    continue;
+                }
+            };
             let routing = self.host.routing();
             for p in routing.plugins() {
                 if p.info.events.contains(EventKinds::BOOTSTRAP_REQUEST) {
@@ -643,6 +734,18 @@ impl Inner {
                 }
             }
         }
+    }
+}
+
+/// Prunes expired offers every [`PRUNE_EVERY`] until `stop`.
+async fn prune_offers(offers: Arc<PluginOffers>, mut stop: watch::Receiver<bool>) {
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(PRUNE_EVERY) => {}
+            _ = stop.wait_for(|s| *s) => return,
+        }
+        let offers = Arc::clone(&offers);
+        let _ = tokio::task::spawn_blocking(move || offers.prune(unix_ms())).await;
     }
 }
 

@@ -6,9 +6,10 @@ use std::time::Duration;
 
 use steward_objects::Path;
 
-use super::bindings::steward::plugin::types::{Effect, Operation};
+use super::bindings::steward::plugin::types::{BootstrapOffer, Effect, Operation};
 use super::convert;
 use super::describe::PluginInfo;
+use crate::bootstrap::offers::{NewOffer, OfferChange};
 use crate::dm::{DownlinkRequest, WriteMode};
 use crate::store::PluginKvWrite;
 
@@ -54,6 +55,10 @@ pub enum Action {
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Planned {
     pub kv: Vec<PluginKvWrite>,
+    /// Bootstrap offers made and withdrawn, in order; durable with `kv`. The per-plugin cap
+    /// depends on the offers already standing, so the dispatcher checks it when it applies
+    /// them (and fails the whole event, as here, when it is exceeded).
+    pub offers: Vec<OfferChange>,
     pub actions: Vec<Action>,
     /// The answer to an operator command (the last `reply` wins).
     pub reply: Option<serde_json::Value>,
@@ -67,11 +72,12 @@ pub struct EffectError {
 }
 
 /// Checks every effect against what `plugin` may do. `core` tells which objects anyone may
-/// read.
+/// read; `now_ms` (Unix ms) is when the effects are made (an offer must expire later).
 pub fn plan(
     plugin: &PluginInfo,
     effects: Vec<Effect>,
     is_core: &dyn Fn(u16) -> bool,
+    now_ms: u64,
 ) -> Result<Planned, EffectError> {
     if effects.len() > MAX_EFFECTS {
         return Err(EffectError {
@@ -163,9 +169,79 @@ pub fn plan(
             Effect::Reply(text) => {
                 planned.reply = Some(json(&text).map_err(fail)?);
             }
+            Effect::BootstrapOffer(o) => {
+                let offer = offer(plugin, o, now_ms).map_err(fail)?;
+                planned.offers.push(OfferChange::Put(offer));
+            }
+            Effect::WithdrawOffer(name) => {
+                let chars = name.chars().count();
+                if chars == 0 || chars > crate::bootstrap::offers::MAX_OFFER_NAME_CHARS {
+                    return Err(fail(crate::bootstrap::OfferError::Name.to_string()));
+                }
+                planned.offers.push(OfferChange::Withdraw {
+                    plugin: plugin.name.as_str().to_owned(),
+                    name,
+                });
+            }
         }
     }
     Ok(planned)
+}
+
+/// A bootstrap offer: on a resource of an owned object that the object's model defines as a
+/// single-instance resource, with a value of (or losslessly convertible to) its type. The
+/// resource's operations do not matter: Bootstrap-Write is not bound by them (Core §5.2.7.2),
+/// and a plugin may well offer what no LwM2M server may write.
+fn offer(
+    plugin: &PluginInfo,
+    o: BootstrapOffer,
+    now_ms: u64,
+) -> Result<crate::bootstrap::Offer, String> {
+    let target = path(&o.path)?;
+    let Path::Resource(object, _, resource) = target else {
+        return Err(format!(
+            "bootstrap offer on {target}: needs a resource path /o/i/r"
+        ));
+    };
+    allowed(plugin, "bootstrap offer", &target, false, &|_| false)?;
+    let model = plugin
+        .objects
+        .iter()
+        .find(|owned| owned.id == object)
+        .and_then(|owned| owned.model.resources.get(&resource))
+        .ok_or_else(|| {
+            format!("bootstrap offer on {target}: object {object} has no resource {resource}")
+        })?;
+    if model.multiple {
+        return Err(format!(
+            "bootstrap offer on {target}: a multiple-instance resource; offers write one value"
+        ));
+    }
+    if model.data_type == steward_objects::DataType::None {
+        return Err(format!(
+            "bootstrap offer on {target}: an executable resource holds no value"
+        ));
+    }
+    let value = convert::from_wit(o.value);
+    let given = value.data_type();
+    let value = value.coerce(model.data_type).ok_or_else(|| {
+        format!(
+            "bootstrap offer on {target}: a {} value does not fit the resource's type {}",
+            given.ddf_name(),
+            model.data_type.ddf_name()
+        )
+    })?;
+    NewOffer {
+        plugin: plugin.name.as_str().to_owned(),
+        name: o.name,
+        path: target,
+        value,
+        endpoints: o.endpoints,
+        finish_on_accept: o.finish_on_accept,
+        expires_ms: o.expires_ms,
+    }
+    .check(Some(now_ms))
+    .map_err(|e| format!("bootstrap offer: {e}"))
 }
 
 fn check_key(key: &str) -> Result<(), String> {
@@ -299,8 +375,23 @@ fn request(
 mod tests {
     use super::*;
     use crate::plugins::bindings::steward::plugin::types::{
-        AuditRecord, DeviceRequest, Entry, ExecuteRequest, Value as WitValue, WriteRequest,
+        AuditRecord, BootstrapOffer, DeviceRequest, Entry, ExecuteRequest, Value as WitValue,
+        WriteRequest,
     };
+    use steward_objects::Value;
+
+    const NOW: u64 = 1_000;
+
+    fn offer(path: &str, value: WitValue) -> BootstrapOffer {
+        BootstrapOffer {
+            name: "o".into(),
+            path: path.into(),
+            value,
+            endpoints: vec!["dev".into()],
+            finish_on_accept: true,
+            expires_ms: Some(NOW + 1),
+        }
+    }
     use crate::plugins::describe::{OwnedObject, PluginName};
 
     fn plugin() -> PluginInfo {
@@ -359,6 +450,7 @@ mod tests {
                 Effect::Reply(r#"{"ok":true}"#.into()),
             ],
             &core,
+            NOW,
         )
         .expect("planned");
         assert_eq!(planned.kv.len(), 1);
@@ -405,16 +497,90 @@ mod tests {
                 "exceeds",
             ),
             (Effect::Reply("{".into()), "not JSON"),
+            (
+                Effect::BootstrapOffer(offer("/3/0/1", WitValue::Text("x".into()))),
+                "not owned",
+            ),
+            (
+                Effect::BootstrapOffer(offer("/42799/0", WitValue::Text("x".into()))),
+                "needs a resource path",
+            ),
+            (
+                Effect::BootstrapOffer(offer("/42799/0/9", WitValue::Text("x".into()))),
+                "has no resource 9",
+            ),
+            (
+                Effect::BootstrapOffer(offer("/42799/0/1", WitValue::Boolean(true))),
+                "does not fit",
+            ),
+            (
+                Effect::BootstrapOffer(BootstrapOffer {
+                    expires_ms: Some(NOW),
+                    ..offer("/42799/0/1", WitValue::Text("x".into()))
+                }),
+                "not after now",
+            ),
+            (
+                Effect::BootstrapOffer(BootstrapOffer {
+                    name: String::new(),
+                    ..offer("/42799/0/1", WitValue::Text("x".into()))
+                }),
+                "name",
+            ),
+            (
+                Effect::BootstrapOffer(BootstrapOffer {
+                    endpoints: vec!["a\u{0}b".into()],
+                    ..offer("/42799/0/1", WitValue::Text("x".into()))
+                }),
+                "not an endpoint name",
+            ),
+            (Effect::WithdrawOffer("x".repeat(65)), "name"),
         ];
         for (effect, want) in cases {
             let err = plan(
                 &plugin(),
                 vec![Effect::KvDelete("fine".into()), effect],
                 &core,
+                NOW,
             )
             .expect_err("refused");
             assert_eq!(err.index, 1);
             assert!(err.reason.contains(want), "{err} should mention {want:?}");
         }
+    }
+
+    #[test]
+    fn offers_are_planned_with_their_values_typed_by_the_model() {
+        let planned = plan(
+            &plugin(),
+            vec![
+                Effect::BootstrapOffer(offer("/42799/0/1", WitValue::Text("x".into()))),
+                // A Corelnk value fits a String resource (lossless).
+                Effect::BootstrapOffer(BootstrapOffer {
+                    name: "p".into(),
+                    ..offer("/42799/1/1", WitValue::Corelnk("</3>".into()))
+                }),
+                Effect::WithdrawOffer("q".into()),
+            ],
+            &core,
+            NOW,
+        )
+        .expect("planned");
+        assert!(planned.actions.is_empty() && planned.kv.is_empty());
+        let [
+            OfferChange::Put(a),
+            OfferChange::Put(b),
+            OfferChange::Withdraw { plugin, name },
+        ] = &planned.offers[..]
+        else {
+            panic!("two offers and a withdrawal: {:?}", planned.offers);
+        };
+        assert_eq!((a.plugin(), a.name()), ("example", "o"));
+        assert_eq!(a.path(), Path::Resource(42799, 0, 1));
+        assert_eq!(a.value(), &Value::String("x".into()));
+        assert!(a.finish_on_accept());
+        assert_eq!(a.expires_ms(), Some(NOW + 1));
+        assert_eq!(b.value(), &Value::String("</3>".into()));
+        assert_eq!((plugin.as_str(), name.as_str()), ("example", "q"));
     }
 }

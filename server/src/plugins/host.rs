@@ -477,26 +477,28 @@ impl PluginHost {
                 }
             }
         }
-        let outcome =
-            match self.sandboxes.handle(&plugin.pre, &name, &self.caps, event) {
-                Err(error) => Err(EventFailure::Sandbox {
-                    plugin: name.clone(),
-                    error,
-                }),
-                Ok(Err(PluginError::Rejected(reason))) => Err(EventFailure::Rejected {
-                    plugin: name.clone(),
-                    reason,
-                }),
-                Ok(Err(PluginError::Failed(reason))) => Err(EventFailure::Failed {
-                    plugin: name.clone(),
-                    reason,
-                }),
-                Ok(Ok(effects)) => effects::plan(&plugin.info, effects, &|o| self.is_core(o))
-                    .map_err(|e| EventFailure::Effect {
+        let outcome = match self.sandboxes.handle(&plugin.pre, &name, &self.caps, event) {
+            Err(error) => Err(EventFailure::Sandbox {
+                plugin: name.clone(),
+                error,
+            }),
+            Ok(Err(PluginError::Rejected(reason))) => Err(EventFailure::Rejected {
+                plugin: name.clone(),
+                reason,
+            }),
+            Ok(Err(PluginError::Failed(reason))) => Err(EventFailure::Failed {
+                plugin: name.clone(),
+                reason,
+            }),
+            Ok(Ok(effects)) => {
+                effects::plan(&plugin.info, effects, &|o| self.is_core(o), unix_ms()).map_err(|e| {
+                    EventFailure::Effect {
                         plugin: name.clone(),
                         reason: e.to_string(),
-                    }),
-            };
+                    }
+                })
+            }
+        };
         self.record(&name, &outcome);
         outcome
     }
@@ -566,6 +568,14 @@ impl PluginHost {
             "plugin state changed by the operator"
         );
         Ok(true)
+    }
+
+    /// Whether `name` is loaded and not disabled: the plugins whose bootstrap offers are
+    /// written. A quarantined plugin's offers still are: quarantine is about its event
+    /// handling, and an offer is a decision it already made.
+    pub fn is_offering(&self, name: &str) -> bool {
+        self.routing().get(name).is_some()
+            && !lock(&self.health).get(name).is_some_and(|h| h.disabled)
     }
 
     /// Every loaded plugin with its health.

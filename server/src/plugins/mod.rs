@@ -7,4 +7,5 @@ pub mod effects;
 pub mod host;
 pub mod keys;
 pub mod manifest;
+pub mod offers;
 pub mod sandbox;

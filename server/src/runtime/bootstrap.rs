@@ -11,7 +11,9 @@
 //! Everything runs in the driver task of the listener the request came in on: a session's
 //! requests go out on the same stack (and so the same DTLS session) as its Bootstrap-Request,
 //! and the answers come back to the same router. Configurations are read from the store there
-//! too; sled reads of one small record are cheap enough not to need a thread hop.
+//! too; sled reads of one small record are cheap enough not to need a thread hop. The
+//! plugins' bootstrap offers are read from memory ([`PluginOffers`], a read lock), and the
+//! devices' answers to them go to the plugins with the Bootstrap-Requests.
 //!
 //! DTLS on 5784 accepts bootstrap PSKs from the store and certificate chains that the CA
 //! service accepts for bootstrap: a factory certificate chaining to a manufacturer CA, or an
@@ -22,7 +24,8 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::{Duration, Instant, SystemTime};
 
-use crate::plugins::dispatch::BootstrapRequested;
+use crate::plugins::dispatch::{BootstrapNotice, BootstrapRequested, OfferAnswered};
+use crate::plugins::offers::PluginOffers;
 use steward_coap::endpoint::{Event, Incoming, RequestId};
 use steward_coap::message::{Code, Method, Request, Response, encode_uint, option};
 use steward_coap::stack::Stack;
@@ -82,8 +85,11 @@ struct Shared {
     est_slots: Arc<Semaphore>,
     /// Every session event, for the API's `/bs/api/event` stream (no receiver is fine).
     events: broadcast::Sender<BootstrapEvent>,
-    /// Every Bootstrap-Request that started a session, for the plugins.
-    requests: broadcast::Sender<BootstrapRequested>,
+    /// Every Bootstrap-Request (started or refused) and every answer to an offer, for the
+    /// plugins.
+    requests: broadcast::Sender<BootstrapNotice>,
+    /// The plugins' offers, written first in the sessions they apply to.
+    offers: Arc<PluginOffers>,
 }
 
 /// One listener's router: its own map of our requests, since request IDs are per stack.
@@ -105,7 +111,8 @@ pub(super) fn start(
     server_certificate: Option<steward_dtls::ServerCertificate>,
     stop: watch::Receiver<bool>,
     events: broadcast::Sender<BootstrapEvent>,
-    requests: broadcast::Sender<BootstrapRequested>,
+    requests: broadcast::Sender<BootstrapNotice>,
+    offers: Arc<PluginOffers>,
 ) -> Result<BootstrapListeners, RuntimeError> {
     let sessions = BootstrapSessions::new(crate::bootstrap::SessionsConfig {
         allow_unsecured,
@@ -119,6 +126,7 @@ pub(super) fn start(
         est_slots: Arc::new(Semaphore::new(EST_IN_FLIGHT)),
         events,
         requests,
+        offers,
     });
 
     let (socket, _) = udp::bind(&UdpConfig {
@@ -274,7 +282,14 @@ impl BootstrapRouter {
             };
             let (response, actions) = {
                 let store: &dyn Store = &*self.shared.store;
-                lock(&self.shared.sessions).on_request(unix_ms(), &who, request, store)
+                let offers: &PluginOffers = &self.shared.offers;
+                lock(&self.shared.sessions).on_request_with_offers(
+                    unix_ms(),
+                    &who,
+                    request,
+                    store,
+                    offers,
+                )
             };
             for action in &actions {
                 let (endpoint, accepted) = match action {
@@ -285,11 +300,14 @@ impl BootstrapRouter {
                     }) => (endpoint, false),
                     _ => continue,
                 };
-                let _ = self.shared.requests.send(BootstrapRequested {
-                    endpoint: endpoint.clone(),
-                    transport: self.transport.trim_start_matches("bs-"),
-                    accepted,
-                });
+                let _ = self
+                    .shared
+                    .requests
+                    .send(BootstrapNotice::Requested(BootstrapRequested {
+                        endpoint: endpoint.clone(),
+                        transport: self.transport.trim_start_matches("bs-"),
+                        accepted,
+                    }));
             }
             // The answer to the Bootstrap-Request goes before the session's first request.
             respond(stack, now, id, response);
@@ -443,9 +461,30 @@ fn no_ca() -> Response {
     Response::new(Code::NOT_FOUND).with_diagnostic("no CA: run `steward ca init`")
 }
 
-/// Logs `event` and hands it to the API's event stream.
+/// Logs `event` and hands it to the API's event stream (and an offer's answer to its
+/// plugin).
 fn publish(shared: &Shared, event: BootstrapEvent) {
     log_event(&event);
+    if let BootstrapEvent::OfferAnswered {
+        endpoint,
+        plugin,
+        offer,
+        code,
+        diagnostic,
+        ..
+    } = &event
+    {
+        // No receiver (no plugin host routing) is fine.
+        let _ = shared
+            .requests
+            .send(BootstrapNotice::OfferAnswered(OfferAnswered {
+                plugin: plugin.clone(),
+                offer: offer.clone(),
+                endpoint: endpoint.clone(),
+                code: code.to_string(),
+                diagnostic: diagnostic.clone(),
+            }));
+    }
     // No subscriber (no SSE client, or no HTTP server) is fine.
     let _ = shared.events.send(event);
 }

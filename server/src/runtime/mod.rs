@@ -88,6 +88,7 @@ use crate::lwm2m::{DomainEvent, Lwm2mServer, Peer, ServerConfig};
 use crate::pki::PkiService;
 use crate::plugins::dispatch::Dispatcher;
 use crate::plugins::host::PluginHost;
+use crate::plugins::offers::PluginOffers;
 
 mod bootstrap;
 mod http;
@@ -226,6 +227,12 @@ pub async fn start_with(config: &Config, dm: DmConfig) -> Result<RunningServer, 
         })
         .await
         .map_err(|_| RuntimeError::Task("loading the plugins"))??
+    };
+    let offers = {
+        let host = Arc::clone(&plugin_host);
+        tokio::task::spawn_blocking(move || Arc::new(PluginOffers::load(host, unix_ms())))
+            .await
+            .map_err(|_| RuntimeError::Task("loading the bootstrap offers"))?
     };
     let mut models = ModelRegistry::core();
     for model in plugin_host.models() {
@@ -397,9 +404,11 @@ pub async fn start_with(config: &Config, dm: DmConfig) -> Result<RunningServer, 
         stopped.clone(),
         bootstrap_events.clone(),
         bootstrap_requests,
+        Arc::clone(&offers),
     )?;
     let plugins = Dispatcher::start(
         plugin_host,
+        offers,
         Devices::new(Arc::clone(&hub)),
         Some(bootstrap_requests_rx),
         stopped.clone(),

@@ -30,11 +30,13 @@
 //! of something absent are not errors: they return `Ok(None)` / an empty list.
 
 mod bootstrap;
+mod offers;
 mod pki;
 mod plugins;
 mod sled_store;
 
 pub use bootstrap::{BOOTSTRAP_RECORD_FORMAT, BootstrapRecord};
+pub use offers::{OFFER_RECORD_FORMAT, OfferRecord, ValueRecord};
 pub use plugins::{PluginKvWrite, PluginTimer};
 pub use sled_store::{Durability, SledStore, VerifyReport};
 

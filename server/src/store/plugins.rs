@@ -8,6 +8,9 @@
 //! | `plugin_disabled` | plugin name | empty |
 //! | `plugin_owners` | object ID, u16 BE | the owning plugin's name |
 //!
+//! Their bootstrap offers are in `bootstrap_offers` (`store::offers`), written in one
+//! transaction with the key-value writes of the same event.
+//!
 //! Plugin names never contain 0x00 (see `plugins::describe`), so a namespace is exactly the
 //! keys that start with `name ‖ 0x00` and one plugin's prefix scan cannot reach another's.
 //! The writes of one event go in one sled batch and through the group-commit gate before the
@@ -17,7 +20,7 @@ use sled::Tree;
 
 use super::{SledStore, StoreError};
 
-const KV: &str = "plugin_kv";
+pub(super) const KV: &str = "plugin_kv";
 const TIMERS: &str = "plugin_timers";
 const DISABLED: &str = "plugin_disabled";
 const OWNERS: &str = "plugin_owners";
@@ -37,7 +40,7 @@ pub struct PluginTimer {
     pub due_ms: u64,
 }
 
-fn namespaced(plugin: &str, key: &str) -> Vec<u8> {
+pub(super) fn namespaced(plugin: &str, key: &str) -> Vec<u8> {
     let mut k = Vec::with_capacity(plugin.len() + 1 + key.len());
     k.extend_from_slice(plugin.as_bytes());
     k.push(0);

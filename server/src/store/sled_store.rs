@@ -912,7 +912,7 @@ pub(super) fn from_sled(e: sled::Error) -> StoreError {
     }
 }
 
-fn from_tx<T>(result: Result<T, TransactionError<StoreError>>) -> Result<T, StoreError> {
+pub(super) fn from_tx<T>(result: Result<T, TransactionError<StoreError>>) -> Result<T, StoreError> {
     result.map_err(|e| match e {
         TransactionError::Abort(e) => e,
         TransactionError::Storage(e) => from_sled(e),

@@ -36,7 +36,12 @@ pub enum Directive {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum LinkEvent {
     /// A handshake completed; `reconnect` is false for the first session.
-    Connected { local: SocketAddr, reconnect: bool },
+    Connected {
+        local: SocketAddr,
+        reconnect: bool,
+        /// The server's certificate chain (DER, leaf first); empty over PSK.
+        peer_certificates: Vec<Vec<u8>>,
+    },
     /// A handshake failed; the next attempt is in `retry_in`.
     HandshakeFailed { error: String, retry_in: Duration },
     /// An established session ended; a new handshake follows at once.
@@ -121,12 +126,14 @@ where
             match connected {
                 Ok(session) => {
                     delay = self.backoff.initial;
+                    let peer_certificates = session.peer_certificates().await;
                     (self.on_link)(
                         &mut self.machine,
                         Instant::now(),
                         LinkEvent::Connected {
                             local: session.local_addr(),
                             reconnect: connected_before,
+                            peer_certificates,
                         },
                     );
                     connected_before = true;

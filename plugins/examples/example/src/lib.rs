@@ -23,6 +23,9 @@
 //! - `send`: `kv-put("send/<ep>", values JSON)`, `emit("send", {"endpoint", "values"})`.
 //! - `timer`: for `tick:<ep>`, execute `/42799/0/2` on `<ep>` (correlation `tick`); for every
 //!   timer `emit("timer", {"name"})`.
+//! - `offer-answered` (a device answered one of its bootstrap offers, see the `offer`
+//!   command): `kv-put("offer-answer/<offer>/<ep>", code)`,
+//!   `emit("offer-answered", {"offer", "endpoint", "code", "diagnostic"})`.
 //! - `command`: see [`command`].
 //!
 //! # Values as JSON
@@ -77,6 +80,21 @@ impl Plugin for Example {
             Event::Send(send) => Ok(send_effects(send)),
             Event::Timer(timer) => Ok(timer_effects(timer)),
             Event::Command(c) => command(c),
+            Event::OfferAnswered(answer) => Ok(vec![
+                effect::kv_put(
+                    format!("offer-answer/{}/{}", answer.offer, answer.endpoint),
+                    answer.code.as_str(),
+                ),
+                emit(
+                    "offer-answered",
+                    json!({
+                        "offer": answer.offer,
+                        "endpoint": answer.endpoint,
+                        "code": answer.code,
+                        "diagnostic": answer.diagnostic,
+                    }),
+                ),
+            ]),
         }
     }
 }
@@ -261,6 +279,8 @@ fn timer_effects(timer: Timer) -> Vec<Effect> {
 /// | `issue-cert` | `csr` (hex DER), `profile` | host certificate-issue | `{"certificate": hex}` or `{"error"}` |
 /// | `audit` | `subject` | audit(`operator-audit`, subject, `ok`, `from command`) | `{"requested": true}` |
 /// | `emit` | `kind`, `data` (any JSON) | emit(kind, data) | `{"requested": true}` |
+/// | `offer` | `name`, `path`, `value` (text), `endpoints`? (list, default all), `finishOnAccept`? (default false), `expiresMs`? | bootstrap-offer | `{"offered": true}` |
+/// | `withdraw` | `name` | withdraw-offer | `{"withdrawn": true}` |
 /// | `fail` | — | `Err(failed("asked to fail"))` | — |
 ///
 /// Any other name is `Err(rejected("unknown command <name>"))`. A host error reads
@@ -424,6 +444,21 @@ fn command(c: Command) -> Result<Vec<Effect>, PluginError> {
             let data = args.get("data").cloned().unwrap_or(Json::Null);
             vec![emit(args.str("kind")?, data), requested()]
         }
+        "offer" => vec![
+            effect::bootstrap_offer(
+                args.str("name")?,
+                args.str("path")?,
+                Value::Text(args.str("value")?.into()),
+                args.opt_str_list("endpoints")?,
+                args.opt_bool("finishOnAccept")?.unwrap_or(false),
+                args.opt_u64("expiresMs")?,
+            ),
+            reply(json!({ "offered": true })),
+        ],
+        "withdraw" => vec![
+            effect::withdraw_offer(args.str("name")?),
+            reply(json!({ "withdrawn": true })),
+        ],
         other => return Err(rejected(format!("unknown command {other}"))),
     };
     Ok(effects)
@@ -454,6 +489,8 @@ const KNOWN_COMMANDS: &[&str] = &[
     "issue-cert",
     "audit",
     "emit",
+    "offer",
+    "withdraw",
 ];
 
 /// A command's argument: a JSON object, or `null` (no fields).
@@ -493,6 +530,34 @@ impl Args {
             Some(v) => v
                 .as_u64()
                 .ok_or_else(|| rejected(format!("field {field} must be an unsigned integer"))),
+        }
+    }
+
+    fn opt_u64(&self, field: &str) -> Result<Option<u64>, PluginError> {
+        match self.get(field) {
+            None => Ok(None),
+            Some(_) => self.u64(field).map(Some),
+        }
+    }
+
+    fn opt_bool(&self, field: &str) -> Result<Option<bool>, PluginError> {
+        match self.get(field) {
+            None => Ok(None),
+            Some(Json::Bool(b)) => Ok(Some(*b)),
+            Some(_) => Err(rejected(format!("field {field} must be a boolean"))),
+        }
+    }
+
+    /// A list of strings; absent or null is the empty list.
+    fn opt_str_list(&self, field: &str) -> Result<Vec<String>, PluginError> {
+        let bad = || rejected(format!("field {field} must be a list of strings"));
+        match self.get(field) {
+            None => Ok(Vec::new()),
+            Some(Json::Array(items)) => items
+                .iter()
+                .map(|item| item.as_str().map(str::to_owned).ok_or_else(bad))
+                .collect(),
+            Some(_) => Err(bad()),
         }
     }
 
@@ -801,6 +866,80 @@ mod tests {
         assert_eq!(
             command_effects("fail", "null"),
             Err(failed("asked to fail"))
+        );
+    }
+
+    #[test]
+    fn offer_commands() {
+        assert_eq!(
+            command_effects(
+                "offer",
+                r#"{"name":"o","path":"/42799/0/1","value":"v","endpoints":["a","b"],"finishOnAccept":true,"expiresMs":9}"#
+            )
+            .expect("handled"),
+            vec![
+                effect::bootstrap_offer(
+                    "o",
+                    "/42799/0/1",
+                    Value::Text("v".into()),
+                    vec!["a".into(), "b".into()],
+                    true,
+                    Some(9),
+                ),
+                effect::reply(r#"{"offered":true}"#),
+            ]
+        );
+        assert_eq!(
+            command_effects("offer", r#"{"name":"o","path":"/42799/0/1","value":"v"}"#)
+                .expect("handled")[0],
+            effect::bootstrap_offer(
+                "o",
+                "/42799/0/1",
+                Value::Text("v".into()),
+                vec![],
+                false,
+                None
+            )
+        );
+        assert_eq!(
+            command_effects("withdraw", r#"{"name":"o"}"#).expect("handled"),
+            vec![
+                effect::withdraw_offer("o"),
+                effect::reply(r#"{"withdrawn":true}"#)
+            ]
+        );
+        let kind = |r: Result<Vec<Effect>, PluginError>| r.map_err(|e| e.kind());
+        for bad in [
+            r#"{"name":"o","path":"/42799/0/1","value":"v","endpoints":"a"}"#,
+            r#"{"name":"o","path":"/42799/0/1","value":"v","finishOnAccept":1}"#,
+            r#"{"name":"o","path":"/42799/0/1"}"#,
+        ] {
+            assert_eq!(
+                kind(command_effects("offer", bad)),
+                Err("rejected"),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn offer_answers_are_stored_and_emitted() {
+        let effects = Example::handle(Event::OfferAnswered(steward_plugin_sdk::OfferAnswer {
+            offer: "o".into(),
+            endpoint: "ep1".into(),
+            code: "2.04".into(),
+            diagnostic: String::new(),
+        }))
+        .expect("handled");
+        assert_eq!(
+            effects,
+            vec![
+                effect::kv_put("offer-answer/o/ep1", "2.04"),
+                emitted(
+                    "offer-answered",
+                    r#"{"code":"2.04","diagnostic":"","endpoint":"ep1","offer":"o"}"#
+                ),
+            ]
         );
     }
 
