@@ -756,7 +756,7 @@ impl<P: Copy + Eq + Hash + Ord + Debug> SimDevice<P> {
                             .trust()
                             .is_some_and(|t| !t.accepts_configuration());
                     let _ = stack.respond(now, id, response);
-                    if locked_out && request.path_string() != crate::trust::TOKEN_PATH {
+                    if locked_out && !request.path_string().starts_with("/42769/0/") {
                         // The server fails its session on our refusal and says no more: ask
                         // again later (a token may be waiting then) instead of waiting out
                         // the exchange lifetime.

@@ -30,11 +30,18 @@
 //! on the device and waits for the plugin's notification. A missing component fails this step
 //! only.
 //!
+//! The trust-chain recovery step (issue 8) runs apart from that server, with servers A and B
+//! of its own, the vendor service in process and 100 devices (`--recovery-devices`) locked
+//! in to A; A's data directory is destroyed, B comes up with a new CA, one vendor token
+//! imported into B's `trust-recovery` plugin (`--recovery-plugin`) brings every device back:
+//! see [`crate::demo_recovery`]. A missing component fails this step only.
+//!
 //! The steps ([`STEPS`]): register the fleet; read `/3/0` as TLV, SenML JSON, SenML CBOR and
 //! LwM2M CBOR and `/3/0/0` as text; write `/3/0/14` and read it back; execute Reboot;
 //! write-attributes and observe the battery level; push a firmware package, execute Update
 //! and check the result; a read queued while the queue-mode device sleeps; Security Mode 4
-//! enrolment of `demo-est`; the example plugin managing `demo-plugin`; deregister the fleet.
+//! enrolment of `demo-est`; the example plugin managing `demo-plugin`; trust-chain recovery
+//! from a lost server A to B; deregister the fleet.
 
 use std::collections::{BTreeMap, HashSet};
 use std::fmt::Write as _;
@@ -72,6 +79,9 @@ use tokio::sync::broadcast;
 
 use crate::bootstrap::{BootstrapConfig, ServerConfig as BootstrapServerConfig, ServerSecurity};
 use crate::config::{Config, DEFAULT_COAP_PORT, DEFAULT_COAPS_PORT};
+use crate::demo_recovery::{
+    self, DEFAULT_RECOVERY_DEVICES, DEFAULT_RECOVERY_PLUGIN, RecoveryOptions,
+};
 use crate::devices::{DeviceEvent, DeviceEvents, Devices};
 use crate::dm::{DmConfig, DmError, DownlinkRequest, DownlinkResponse, WriteMode};
 use crate::pki::{CA_DIR, MANUFACTURERS_DIR, PkiService, PkiSettings};
@@ -83,7 +93,7 @@ use crate::store::{SledStore, Store};
 /// The fleet size when not told otherwise, and the least the steps need.
 pub const DEFAULT_DEVICES: usize = 5;
 /// Every step of the demo, in order (the summary lists each).
-pub const STEPS: [&str; 18] = [
+pub const STEPS: [&str; 19] = [
     "register",
     "read /3/0 as TLV",
     "read /3/0 as SenML JSON",
@@ -101,6 +111,7 @@ pub const STEPS: [&str; 18] = [
     "queue mode: read while asleep",
     "Security Mode 4 (EST) enrolment",
     "plugin: example (WASM) manages /42799",
+    "trust-chain recovery: A lost → B",
     "deregister",
 ];
 
@@ -157,6 +168,13 @@ pub struct DemoArgs {
     /// data directory's plugin directory.
     #[arg(long, value_name = "FILE", default_value = DEFAULT_PLUGIN)]
     pub plugin: PathBuf,
+    /// Devices of the trust-chain recovery step (they run against servers of their own).
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_RECOVERY_DEVICES)]
+    pub recovery_devices: usize,
+    /// The trust-recovery plugin's component (built by scripts/build-plugins), installed into
+    /// the recovery step's servers A and B.
+    #[arg(long, value_name = "FILE", default_value = DEFAULT_RECOVERY_PLUGIN)]
+    pub recovery_plugin: PathBuf,
 }
 
 /// What to run the demo with.
@@ -169,6 +187,9 @@ pub struct DemoOptions {
     pub coaps_port: u16,
     /// The example plugin's component; missing fails the plugin step only.
     pub plugin: PathBuf,
+    /// The trust-chain recovery step: its fleet size and the `trust-recovery` component
+    /// (missing fails that step only).
+    pub recovery: RecoveryOptions,
 }
 
 impl Default for DemoOptions {
@@ -179,6 +200,7 @@ impl Default for DemoOptions {
             coap_port: DEFAULT_COAP_PORT,
             coaps_port: DEFAULT_COAPS_PORT,
             plugin: PathBuf::from(DEFAULT_PLUGIN),
+            recovery: RecoveryOptions::default(),
         }
     }
 }
@@ -191,6 +213,10 @@ impl From<&DemoArgs> for DemoOptions {
             coap_port: args.coap_port,
             coaps_port: args.coaps_port,
             plugin: args.plugin.clone(),
+            recovery: RecoveryOptions {
+                devices: args.recovery_devices,
+                component: args.recovery_plugin.clone(),
+            },
         }
     }
 }
@@ -363,7 +389,7 @@ pub async fn run(
         mode4: Some(mode4),
         plugin: Some(plugin),
     };
-    let result = demo.steps(coap, options.devices).await;
+    let result = demo.steps(coap, options).await;
     demo.mode4 = None;
     demo.plugin = None;
     let stopped = server.shutdown().await;
@@ -761,8 +787,8 @@ fn version_name(v: Version) -> String {
 }
 
 impl Demo<'_> {
-    async fn steps(&mut self, server: SocketAddr, count: usize) -> Result<(), DemoError> {
-        let fleet = self.register(server, count).await?;
+    async fn steps(&mut self, server: SocketAddr, options: &DemoOptions) -> Result<(), DemoError> {
+        let fleet = self.register(server, options.devices).await?;
         let label = |i: usize| {
             fleet
                 .get(i)
@@ -824,6 +850,7 @@ impl Demo<'_> {
         self.queue_mode(&label(3)).await?;
         self.security_mode_4().await?;
         self.plugin(server).await?;
+        self.recovery(&options.recovery).await?;
         self.deregister(&fleet).await?;
         Ok(())
     }
@@ -1368,6 +1395,22 @@ impl Demo<'_> {
         for d in fleet {
             d.handle.shutdown();
         }
+        self.record(STEPS[18], t, result)
+    }
+
+    /// Trust-chain recovery (issue 8) with servers of its own: see [`demo_recovery`].
+    async fn recovery(&mut self, options: &RecoveryOptions) -> Result<(), DemoError> {
+        let t = Instant::now();
+        let result = demo_recovery::run(options).await.map(|recovered| {
+            self.latency("Fleet recovery", recovered.recovery);
+            let n = recovered.devices;
+            let mut lines = vec![format!(
+                "{n} devices locked in to server A; A lost; all recovered to server B with one \
+                 vendor token"
+            )];
+            lines.extend(recovered.lines);
+            lines.join("\n      ")
+        });
         self.record(STEPS[17], t, result)
     }
 

@@ -14,6 +14,8 @@
 //! - [`runtime`]: `steward serve` at run time: store, listeners, durability, expiry.
 //! - [`devices`]: [`devices::Devices`], the running server's device-management handle.
 //! - [`demo`]: `steward demo`, a server and simulated devices driven through every operation.
+//! - [`demo_recovery`]: the demo's trust-chain recovery scenario (servers A and B, a fleet
+//!   locked in to A, the vendor service), and its building blocks for the end-to-end test.
 //! - [`vendor`]: the device vendor's recovery service (`steward vendor ...`), a separate service
 //!   that signs trust-chain recovery tokens and audits every signing.
 
@@ -23,6 +25,7 @@ mod channels;
 mod clock;
 pub mod config;
 pub mod demo;
+pub mod demo_recovery;
 pub mod devices;
 pub mod dm;
 pub mod lwm2m;

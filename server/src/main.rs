@@ -5,6 +5,7 @@
 //!               [--data-dir DIR] [--allow-unsecured[=BOOL]] [--default-lifetime S]
 //!               [--expiry-grace S]
 //! steward demo  [--data-dir DIR] [--devices N] [--coap-port N] [--coaps-port N]
+//!               [--plugin FILE] [--recovery-devices N] [--recovery-plugin FILE]
 //! steward security add-psk|add-x509|list|remove --data-dir DIR ...
 //! steward ca init|import|show|manufacturer|allow-list|issued|revoke|crl [--data-dir DIR] ...
 //! steward bootstrap import FILE.json | export [--data-dir DIR]

@@ -1,7 +1,8 @@
 //! `steward demo` in-process on free ports: every step passes and the summary lists each one,
-//! including the Security Mode 4 device's way from factory certificate to registration and the
-//! example WASM plugin managing `demo-plugin` (the component must be built:
-//! `scripts/build-plugins`, which `scripts/test` runs first).
+//! including the Security Mode 4 device's way from factory certificate to registration, the
+//! example WASM plugin managing `demo-plugin`, and trust-chain recovery of 100 devices from a
+//! lost server A to B (the components must be built: `scripts/build-plugins`, which
+//! `scripts/test` runs first).
 
 use steward::demo::{self, DemoOptions, STEPS};
 
@@ -91,5 +92,25 @@ async fn the_demo_passes_every_step() {
             "no {operation} latency"
         );
     }
+    // Trust-chain recovery (issue 8): its own servers A and B and 100 devices; one vendor
+    // token imported into B brings every device back.
+    let n = options.recovery.devices;
+    for line in [
+        format!(
+            "{n} devices with factory certificates bootstrapped (Security Mode 4, EST), locked in to A's CTL"
+        ),
+        "server A stopped and its data directory destroyed".to_owned(),
+        format!("{n}/{n} in recovery mode after"),
+        ", 0 registered with B".to_owned(),
+        "audited as issued to alice (api, record 1)".to_owned(),
+        format!("token accepted by {n} devices, refused by 0; {n} report having recovered"),
+        format!("{n}/{n} recovered and registered with B in "),
+    ] {
+        assert!(text.contains(&line), "{line:?} missing:\n{text}");
+    }
+    assert!(
+        summary.percentile("Fleet recovery", 50).is_some(),
+        "no fleet recovery time"
+    );
     assert!(tail.contains("demo passed"), "{text}");
 }

@@ -8,38 +8,27 @@
 mod http_client;
 mod plugins;
 
-use std::net::{SocketAddr, UdpSocket};
 use std::path::{Path as FsPath, PathBuf};
-use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use http_client::Request as HttpRequest;
-use openssl::ec::{EcGroup, EcKey};
-use openssl::hash::MessageDigest;
-use openssl::nid::Nid;
-use openssl::pkey::PKey;
-use openssl::x509::{X509NameBuilder, X509ReqBuilder};
+use openssl::x509::X509;
 use serde_json::{Value as Json, json};
-use steward::bootstrap::{BootstrapConfig, ServerConfig, ServerSecurity};
-use steward::config::Config;
-use steward::pki::{CA_DIR, MANUFACTURERS_DIR, PkiService};
+use steward::demo_recovery::{self as scenario, INSTALLATION, Manufacturer, ScenarioPorts};
+use steward::dm::{DownlinkRequest, WriteMode};
+use steward::pki::CA_DIR;
 use steward::runtime::{self, RunningServer};
-use steward::store::{SledStore, Store};
-use steward_client::managed::{self, ManagedConfig, ManagedDevice};
-use steward_client::trust::{InitialTrust, TrustConfig, TrustState};
-use steward_client::{DeviceConfig, est::OcspCheck};
-use steward_coap::endpoint::Config as EndpointConfig;
-use steward_dtls::{ClientCertificate, ClientCredentials, ServerTrust};
-use steward_objects::Version;
-use steward_pki::ca::{Ca, CaNames, IssueParams, Serial};
-use steward_pki::csr::Csr;
-use steward_pki::profile::Profile;
-use tokio::sync::oneshot;
+use steward_client::managed::{self, ManagedDevice};
+use steward_client::trust::TrustState;
+use steward_objects::{Node, Path, Resource, Value};
+use steward_pki::recovery::{RecoveryClaims, sign_recovery_token};
 
 /// Fleet size: `STEWARD_RECOVERY_DEVICES` overrides it (the note's figures use 10 000).
 const DEVICES: usize = 100;
-const INSTALLATION: &str = "plant-7";
 const WAIT: Duration = Duration::from_secs(120);
+/// The trust-recovery plugin's component, and the rogue operator's (plugins/tests/rogue).
+const RECOVERY: &str = "trust_recovery";
+const ROGUE: &str = "rogue";
 
 fn unix() -> u64 {
     SystemTime::now()
@@ -51,193 +40,11 @@ fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// Four UDP ports free now (the servers bind them a moment later; A and B use the same).
-fn free_ports() -> [u16; 4] {
-    let sockets: Vec<UdpSocket> = (0..4)
-        .map(|_| UdpSocket::bind("127.0.0.1:0").expect("bind"))
-        .collect();
-    let ports: Vec<u16> = sockets
-        .iter()
-        .map(|s| s.local_addr().expect("addr").port())
-        .collect();
-    [ports[0], ports[1], ports[2], ports[3]]
-}
-
-struct Ports {
-    coap: u16,
-    coaps: u16,
-    bs_coap: u16,
-    bs_coaps: u16,
-}
-
-impl Ports {
-    fn new() -> Ports {
-        let [coap, coaps, bs_coap, bs_coaps] = free_ports();
-        Ports {
-            coap,
-            coaps,
-            bs_coap,
-            bs_coaps,
-        }
-    }
-
-    fn coaps(&self) -> SocketAddr {
-        SocketAddr::from(([127, 0, 0, 1], self.coaps))
-    }
-}
-
-/// The device maker's factory: a manufacturer CA and a certificate per device.
-struct Factory {
-    ca: Ca,
-    _dir: tempfile::TempDir,
-}
-
-impl Factory {
-    fn new() -> Factory {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let names = CaNames {
-            organization: Some("Acme Devices".into()),
-            root_cn: "Acme Root CA".into(),
-            issuing_cn: "Acme Factory CA".into(),
-            ..CaNames::default()
-        };
-        let ca = Ca::init(&dir.path().join("ca"), &names, unix()).expect("manufacturer CA");
-        Factory { ca, _dir: dir }
-    }
-
-    fn ca_pem(&self) -> Vec<u8> {
-        self.ca.issuing_cert().to_pem().expect("pem")
-    }
-
-    /// The factory credentials of `endpoint` (CN = endpoint).
-    fn credentials(&self, endpoint: &str) -> ClientCredentials {
-        let group = EcGroup::from_curve_name(Nid::X9_62_PRIME256V1).expect("curve");
-        let key = PKey::from_ec_key(EcKey::generate(&group).expect("key")).expect("pkey");
-        let mut name = X509NameBuilder::new().expect("name");
-        name.append_entry_by_nid(Nid::COMMONNAME, endpoint)
-            .expect("cn");
-        let mut request = X509ReqBuilder::new().expect("req");
-        request.set_subject_name(&name.build()).expect("subject");
-        request.set_pubkey(&key).expect("pubkey");
-        request.sign(&key, MessageDigest::sha256()).expect("sign");
-        let csr = Csr::from_der(&request.build().to_der().expect("der"), Default::default())
-            .expect("csr");
-        let params = IssueParams::new(Serial::random().expect("serial"), unix() - 60);
-        let issued = self
-            .ca
-            .issue(&csr, &Profile::device(), params)
-            .expect("factory certificate");
-        let chain = vec![
-            issued.der.clone(),
-            self.ca.issuing_cert().to_der().expect("der"),
-        ];
-        let key_der = key.private_key_to_pkcs8().expect("pkcs8");
-        ClientCredentials::Certificate {
-            certificate: ClientCertificate::from_der(chain, &key_der).expect("credentials"),
-            // Replaced by the CTL (the device is made for trust-chain recovery).
-            server: ServerTrust::new(Vec::new()),
-        }
-    }
-}
-
-fn endpoints(n: usize) -> Vec<String> {
-    (0..n).map(|i| format!("plant7-{i:05}")).collect()
-}
-
-/// A server's data directory, prepared while no server holds it: its CA, the manufacturer's
-/// CA trusted for bootstrap and EST, the fleet on the allow-list, one bootstrap configuration
-/// per device (Security Mode 4: EST with this server's CA), the trust-recovery plugin and the
-/// vendor's public key for it.
-fn prepare(data: &FsPath, ports: &Ports, factory: &Factory, fleet: &[String], vendor_pem: &str) {
-    let trusted = data.join(CA_DIR).join(MANUFACTURERS_DIR);
-    std::fs::create_dir_all(&trusted).expect("manufacturers dir");
-    std::fs::write(trusted.join("acme.pem"), factory.ca_pem()).expect("manufacturer CA");
-    let store = Arc::new(SledStore::open(data).expect("store"));
-    store
-        .allow_list_put_all(fleet.iter().map(String::as_str))
-        .expect("allow-list");
-    let pki =
-        PkiService::init_if_missing(data, Arc::clone(&store), Default::default()).expect("CA");
-    let (_, _, server_certificate) = pki
-        .server_certificate(runtime::SERVER_CN)
-        .expect("server certificate");
-    let mut config = BootstrapConfig::default();
-    config.security.insert(
-        1,
-        ServerSecurity::est(
-            &format!("coaps://{}", ports.coaps()),
-            1,
-            &server_certificate,
-        ),
-    );
-    config.servers.insert(0, ServerConfig::new(1));
-    for endpoint in fleet {
-        store
-            .put_bootstrap_config(endpoint, &config)
-            .expect("bootstrap config");
-    }
-    drop(pki);
-    drop(store);
-    plugins::install(data, &["trust_recovery"]);
-    let keys = data.join("plugin-keys/trust-recovery");
-    std::fs::create_dir_all(&keys).expect("key dir");
-    std::fs::write(keys.join("vendor.pem"), vendor_pem).expect("vendor key");
-}
-
-async fn start(data: &FsPath, ports: &Ports) -> RunningServer {
-    let mut config = Config::ephemeral(data.to_path_buf());
-    config.coap_port = ports.coap;
-    config.coaps_port = ports.coaps;
-    config.bs_coap_port = ports.bs_coap;
-    config.bs_coaps_port = ports.bs_coaps;
-    runtime::start(&config).await.expect("server starts")
-}
-
-fn device(
-    endpoint: &str,
-    ports: &Ports,
-    credentials: ClientCredentials,
-    vendor: &steward_pki::cose::VerifyingKey,
-) -> ManagedDevice {
-    let mut device = DeviceConfig::new(endpoint, Version::V1_1);
-    device.server_uri = format!("coaps://{}", ports.coaps());
-    device.clock = i64::try_from(unix()).unwrap_or(0);
-    device.trust = Some(TrustConfig {
-        installation: INSTALLATION.into(),
-        vendor_key: *vendor,
-        initial: InitialTrust::FirstUse,
-        recovery_retry: Duration::from_secs(1),
-    });
-    let mut config = ManagedConfig::new(device, ports.coaps());
-    config.factory = Some(credentials);
-    config.bootstrap = Some(format!("coaps://127.0.0.1:{}", ports.bs_coaps));
-    config.ocsp = OcspCheck::Off;
-    // Short CoAP timeouts: a lost server is noticed in seconds, not the default minute.
-    config.stack.endpoint = EndpointConfig {
-        ack_timeout: Duration::from_millis(500),
-        max_retransmit: 2,
-        ..config.stack.endpoint
-    };
-    config.backoff.initial = Duration::from_millis(500);
-    config.backoff.max = Duration::from_secs(2);
-    managed::spawn(config).expect("device starts")
-}
-
-/// What a device's trust says now.
+/// What a device's trust says now: (state, CTL fingerprint, last outcome).
 async fn trust_of(device: &ManagedDevice) -> Option<(TrustState, Option<[u8; 32]>, u8)> {
-    for _ in 0..50 {
-        let (tx, rx) = oneshot::channel();
-        let sent = device.command(move |client, _| {
-            let t = client.device.device().trust();
-            let _ = tx.send(t.map(|t| (t.state(), t.fingerprint(), t.last_outcome() as u8)));
-        });
-        if sent && let Ok(answer) = rx.await {
-            return answer;
-        }
-        // Between two drivers: ask again.
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    None
+    scenario::trust_of(device)
+        .await
+        .map(|t| (t.state, t.fingerprint, t.last_outcome))
 }
 
 /// Waits until every endpoint is registered with `server`.
@@ -262,9 +69,19 @@ async fn all_registered(server: &RunningServer, fleet: &[String], what: &str) ->
 
 /// A plugin command through the HTTP API, as the administrator sends it.
 async fn command(server: &RunningServer, name: &str, argument: Json) -> (u16, Json) {
+    plugin_command(server, "trust-recovery", name, argument).await
+}
+
+async fn plugin_command(
+    server: &RunningServer,
+    plugin: &str,
+    name: &str,
+    argument: Json,
+) -> (u16, Json) {
     let http = server.http_addr().expect("http");
     let body = json!({"name": name, "argument": argument}).to_string();
-    let reply = HttpRequest::new("POST", "/api/steward/plugins/trust-recovery/commands")
+    let target = format!("/api/steward/plugins/{plugin}/commands");
+    let reply = HttpRequest::new("POST", &target)
         .body("application/json", body.as_bytes())
         .send(http)
         .await;
@@ -278,7 +95,7 @@ struct Vendor {
     running: steward::vendor::RunningVendor,
     token: String,
     public_pem: String,
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
 }
 
 impl Vendor {
@@ -299,8 +116,12 @@ impl Vendor {
             running,
             token,
             public_pem,
-            _dir: dir,
+            dir,
         }
+    }
+
+    fn dir(&self) -> &FsPath {
+        self.dir.path()
     }
 
     /// `POST /api/vendor/recovery-tokens` as the administrator: the token, hex.
@@ -316,124 +137,435 @@ impl Vendor {
     }
 }
 
+/// Devices locked in to server A, and A lost with its data directory.
+struct Scene {
+    factory: Manufacturer,
+    vendor: Vendor,
+    ports: ScenarioPorts,
+    fleet: Vec<String>,
+    devices: Vec<ManagedDevice>,
+    /// The CTL fingerprint every device holds (A's CA).
+    fingerprint_a: [u8; 32],
+    dirs: tempfile::TempDir,
+}
+
+impl Scene {
+    async fn lost_server(n: usize) -> Scene {
+        let fleet = scenario::fleet(n);
+        let dirs = tempfile::tempdir().expect("tempdir");
+        let factory = Manufacturer::new(&dirs.path().join("acme")).expect("manufacturer");
+        let vendor = Vendor::start().await;
+        let vendor_key =
+            steward_pki::cose::load_verifying_key(&vendor.public_pem).expect("vendor key");
+        let ports = ScenarioPorts::free().expect("ports");
+
+        // Server A: the devices bootstrap, trust it on first use, enrol and register.
+        let data_a = dirs.path().join("a");
+        scenario::prepare_server(
+            &data_a,
+            &ports,
+            &factory,
+            &fleet,
+            &plugins::component(RECOVERY),
+            &vendor.public_pem,
+        )
+        .expect("A prepared");
+        let server_a = runtime::start(&ports.config(&data_a))
+            .await
+            .expect("A starts");
+        let devices: Vec<ManagedDevice> = fleet
+            .iter()
+            .map(|e| {
+                let credentials = factory.credentials(e).expect("factory credentials");
+                let config = scenario::device_config(e, &ports, credentials, &vendor_key);
+                managed::spawn(config).expect("device starts")
+            })
+            .collect();
+        all_registered(&server_a, &fleet, "server A").await;
+        let locked = trust_of(&devices[0]).await.expect("trust");
+        assert_eq!(locked.0, TrustState::LockedIn);
+        let fingerprint_a = locked.1.expect("a CTL");
+        for d in &devices {
+            assert_eq!(trust_of(d).await.and_then(|t| t.1), Some(fingerprint_a));
+        }
+
+        // A is lost with its data directory.
+        server_a.shutdown().await.expect("A stops");
+        std::fs::remove_dir_all(&data_a).expect("A's data destroyed");
+        Scene {
+            factory,
+            vendor,
+            ports,
+            fleet,
+            devices,
+            fingerprint_a,
+            dirs,
+        }
+    }
+
+    /// A server with a new CA on A's addresses, with `plugin` loaded.
+    async fn new_server(&self, name: &str, plugin: &str) -> (RunningServer, PathBuf) {
+        let data = self.dirs.path().join(name);
+        scenario::prepare_server(
+            &data,
+            &self.ports,
+            &self.factory,
+            &self.fleet,
+            &plugins::component(plugin),
+            &self.vendor.public_pem,
+        )
+        .expect("server prepared");
+        let server = runtime::start(&self.ports.config(&data))
+            .await
+            .expect("server starts");
+        (server, data)
+    }
+
+    /// The devices notice the loss (their next Update), cannot authenticate the server now on
+    /// A's addresses and end up in recovery mode; none registers with it.
+    async fn locked_out(&self, server: &RunningServer) {
+        for d in &self.devices {
+            d.command(|client, _| client.device.registration_mut().trigger_update());
+        }
+        self.until("every device in recovery mode", |t| {
+            t.0 == TrustState::Recovery
+        })
+        .await;
+        assert!(
+            self.fleet.iter().all(|e| server.registration(e).is_none()),
+            "no device registers without a token"
+        );
+        self.ctl_untouched().await;
+    }
+
+    /// Waits until `want` holds for every device's (state, fingerprint, last outcome).
+    async fn until(&self, what: &str, want: impl Fn(&(TrustState, Option<[u8; 32]>, u8)) -> bool) {
+        let t = Instant::now();
+        loop {
+            let mut pending = 0;
+            for d in &self.devices {
+                if !trust_of(d).await.is_some_and(|t| want(&t)) {
+                    pending += 1;
+                }
+            }
+            if pending == 0 {
+                return;
+            }
+            assert!(t.elapsed() < WAIT, "{what}: {pending} devices not there");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    async fn ctl_untouched(&self) {
+        for d in &self.devices {
+            assert_eq!(
+                trust_of(d).await.and_then(|t| t.1),
+                Some(self.fingerprint_a),
+                "the CTL is untouched"
+            );
+        }
+    }
+
+    async fn shutdown(self) {
+        for d in self.devices {
+            let _ = d.shutdown().await;
+        }
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_locked_in_fleet_recovers_after_its_server_is_lost() {
     let n = std::env::var("STEWARD_RECOVERY_DEVICES")
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(DEVICES);
-    let fleet = endpoints(n);
-    let factory = Factory::new();
-    let vendor = Vendor::start().await;
-    let vendor_key =
-        steward_pki::cose::load_verifying_key(&vendor.public_pem).expect("vendor public key");
-    let ports = Ports::new();
-
-    // Server A: the devices bootstrap, trust it on first use, enrol and register.
-    let dir_a = tempfile::tempdir().expect("tempdir");
-    let data_a: PathBuf = dir_a.path().join("a");
-    prepare(&data_a, &ports, &factory, &fleet, &vendor.public_pem);
-    let server_a = start(&data_a, &ports).await;
-    let mut devices = Vec::new();
-    for endpoint in &fleet {
-        devices.push(device(
-            endpoint,
-            &ports,
-            factory.credentials(endpoint),
-            &vendor_key,
-        ));
-    }
-    all_registered(&server_a, &fleet, "server A").await;
-    let locked = trust_of(&devices[0]).await.expect("trust");
-    assert_eq!(locked.0, TrustState::LockedIn);
-    let fingerprint_a = locked.1.expect("a CTL");
-    for d in &devices {
-        assert_eq!(trust_of(d).await.and_then(|t| t.1), Some(fingerprint_a));
-    }
-
-    // A is lost with its data directory; B comes up with a new CA on the same addresses.
-    server_a.shutdown().await.expect("A stops");
-    std::fs::remove_dir_all(&data_a).expect("A's data destroyed");
-    let dir_b = tempfile::tempdir().expect("tempdir");
-    let data_b = dir_b.path().join("b");
-    prepare(&data_b, &ports, &factory, &fleet, &vendor.public_pem);
-    let server_b = start(&data_b, &ports).await;
-
-    // The devices notice (their next Update), cannot authenticate B and sit in recovery mode.
-    for d in &devices {
-        d.command(|client, _| client.device.registration_mut().trigger_update());
-    }
-    let t = Instant::now();
-    loop {
-        let mut recovering = 0;
-        for d in &devices {
-            if trust_of(d).await.map(|t| t.0) == Some(TrustState::Recovery) {
-                recovering += 1;
-            }
-        }
-        if recovering == devices.len() {
-            break;
-        }
-        assert!(t.elapsed() < WAIT, "{recovering} of {n} in recovery mode");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    assert!(
-        fleet.iter().all(|e| server_b.registration(e).is_none()),
-        "no device registers with B without a token"
-    );
-    for d in &devices {
-        assert_eq!(
-            trust_of(d).await.and_then(|t| t.1),
-            Some(fingerprint_a),
-            "the CTL is untouched"
-        );
-    }
+    let scene = Scene::lost_server(n).await;
+    // B comes up with a new CA on the same addresses.
+    let (server_b, _) = scene.new_server("b", RECOVERY).await;
+    scene.locked_out(&server_b).await;
 
     // The administrator: one device's fingerprint, a token from the vendor, import into B.
-    let (status, issued) = vendor
-        .recovery_token(&hex(&fingerprint_a), INSTALLATION)
+    let (state, fingerprint, _) = trust_of(&scene.devices[0]).await.expect("trust");
+    assert_eq!(state, TrustState::Recovery);
+    let (status, issued) = scene
+        .vendor
+        .recovery_token(&hex(&fingerprint.expect("CTL")), INSTALLATION)
         .await;
     assert_eq!(status, 201, "{issued}");
     let token = issued["token"].as_str().expect("token").to_owned();
-    let size = token.len() / 2;
     let imported_at = Instant::now();
     let (status, reply) = command(&server_b, "import", json!(token)).await;
     assert_eq!(status, 200, "{reply}");
+    assert_eq!(reply["offered"], json!(true), "{reply}");
 
-    if std::env::var("TRACE_DEVICE").is_ok() {
-        tokio::time::sleep(Duration::from_secs(8)).await;
-        while let Some(e) = devices[0].try_next_event() {
-            println!("dev0: {e:?}");
-        }
-        println!(
-            "status: {:?}",
-            command(&server_b, "status", Json::Null).await
-        );
-    }
-    let took = all_registered(&server_b, &fleet, "server B after recovery").await;
+    all_registered(&server_b, &scene.fleet, "server B after recovery").await;
     println!(
         "recovery: {n} devices recovered and registered with B in {:.2} s after the import \
-         (token {size} bytes)",
-        imported_at.elapsed().as_secs_f64()
+         (token {} bytes)",
+        imported_at.elapsed().as_secs_f64(),
+        token.len() / 2
     );
-    let _ = took;
-    let mut fingerprint_b = None;
-    for d in &devices {
-        let (state, fingerprint, _) = trust_of(d).await.expect("trust");
-        assert_eq!(state, TrustState::LockedIn);
-        assert_ne!(fingerprint, Some(fingerprint_a), "a new CTL");
-        assert!(fingerprint.is_some());
-        if let Some(f) = fingerprint_b {
-            assert_eq!(fingerprint, Some(f), "every device locked in to B's CA");
-        }
-        fingerprint_b = fingerprint;
-    }
+    let fingerprint_b = trust_of(&scene.devices[0]).await.and_then(|t| t.1);
+    assert!(
+        fingerprint_b.is_some_and(|f| f != scene.fingerprint_a),
+        "a new CTL"
+    );
+    scene
+        .until("locked in to B's CA", |t| {
+            t.0 == TrustState::LockedIn && t.1 == fingerprint_b
+        })
+        .await;
+
+    // The plugin's account of it.
     let (status, progress) = command(&server_b, "status", Json::Null).await;
     assert_eq!(status, 200, "{progress}");
-    println!("trust-recovery status: {progress}");
-
-    for d in devices {
-        let _ = d.shutdown().await;
-    }
+    let tokens = progress["tokens"].as_array().expect("tokens");
+    assert_eq!(tokens.len(), 1, "{progress}");
+    let counts = &tokens[0]["progress"];
+    assert_eq!(counts["accepted"], json!(n), "{progress}");
+    scene.shutdown().await;
     server_b.shutdown().await.expect("B stops");
+}
+
+/// A token signed with `key`, for a claim set the vendor service would never issue.
+fn sign_token(key: &steward_pki::cose::SigningKey, claims: &RecoveryClaims) -> String {
+    hex(&sign_recovery_token(key, b"k", claims).expect("signed"))
+}
+
+fn claims(
+    fingerprint: [u8; 32],
+    installation: &str,
+    issued_at: u64,
+    expires_at: u64,
+) -> RecoveryClaims {
+    RecoveryClaims {
+        issuer: "Acme Devices".into(),
+        ctl_fingerprint: fingerprint,
+        installation: installation.into(),
+        issued_at,
+        expires_at,
+        token_id: [0x5a; 16],
+    }
+}
+
+/// The issuing CA certificate (DER) and key of a server's data directory.
+fn server_ca(data: &FsPath) -> (Vec<u8>, steward_pki::cose::SigningKey) {
+    let dir = data.join(CA_DIR);
+    let cert = X509::from_pem(&std::fs::read(dir.join("issuing.crt.pem")).expect("CA cert"))
+        .expect("pem")
+        .to_der()
+        .expect("der");
+    let key = std::fs::read_to_string(dir.join("issuing.key.pem")).expect("CA key");
+    (
+        cert,
+        steward_pki::cose::load_signing_key(&key).expect("P-256 CA key"),
+    )
+}
+
+/// Offers `hex` at /42769/0/`resource` from the rogue server and waits until every device has
+/// refused it with `outcome` (42769/0/9); the CTL stays A's and nobody registers.
+async fn rogue_offer(
+    scene: &Scene,
+    rogue: &RunningServer,
+    case: &str,
+    resource: u16,
+    hex: String,
+    outcome: u8,
+) {
+    let (status, reply) = plugin_command(
+        rogue,
+        "rogue",
+        "offer",
+        json!({"name": case, "resource": resource, "hex": hex}),
+    )
+    .await;
+    assert_eq!(status, 200, "{case}: {reply}");
+    scene
+        .until(case, |t| t.0 == TrustState::Recovery && t.2 == outcome)
+        .await;
+    scene.ctl_untouched().await;
+    assert!(
+        scene.fleet.iter().all(|e| rogue.registration(e).is_none()),
+        "{case}: nobody registers with the rogue server"
+    );
+    let (status, _) = plugin_command(rogue, "rogue", "withdraw", json!(case)).await;
+    assert_eq!(status, 200);
+}
+
+/// Every way to make a locked-in device give up its CTL without the vendor's say-so fails,
+/// and each leaves the CTL untouched: a rogue server on A's addresses (no token; tokens for
+/// another installation and another CTL, expired, forged, signed by the server's key; a CTL
+/// update of its own), then, after a real recovery with B, the same token replayed and a CTL
+/// update that no anchor signed. A chain-linked update signed by B's CA is accepted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nothing_but_a_valid_vendor_token_unlocks_a_device() {
+    let scene = Scene::lost_server(4).await;
+    let fingerprint = hex(&scene.fingerprint_a);
+    let now = unix();
+
+    // The rogue server: its own CA on A's addresses; its operator owns 42769.
+    let (rogue, rogue_data) = scene.new_server("rogue", ROGUE).await;
+    scene.locked_out(&rogue).await;
+
+    // Genuine vendor tokens for the wrong scope.
+    let (status, other_site) = scene.vendor.recovery_token(&fingerprint, "plant-8").await;
+    assert_eq!(status, 201);
+    let other_site = other_site["token"].as_str().expect("token").to_owned();
+    let (status, other_ctl) = scene
+        .vendor
+        .recovery_token(&hex(&[0x11; 32]), INSTALLATION)
+        .await;
+    assert_eq!(status, 201);
+    let other_ctl = other_ctl["token"].as_str().expect("token").to_owned();
+    // What the vendor service would not issue, signed with its key.
+    let vendor_key = steward_pki::cose::load_signing_key(
+        &std::fs::read_to_string(scene.vendor.dir().join("vendor-key.pem")).expect("vendor key"),
+    )
+    .expect("vendor key");
+    let expired = sign_token(
+        &vendor_key,
+        &claims(scene.fingerprint_a, INSTALLATION, now - 7200, now - 3600),
+    );
+    let (status, good) = scene
+        .vendor
+        .recovery_token(&fingerprint, INSTALLATION)
+        .await;
+    assert_eq!(status, 201);
+    let good = good["token"].as_str().expect("token").to_owned();
+    let mut forged = unhex(&good);
+    let last = forged.len() - 1;
+    forged[last] ^= 0x01;
+    let (rogue_ca, rogue_key) = server_ca(&rogue_data);
+    let by_server = sign_token(
+        &rogue_key,
+        &claims(scene.fingerprint_a, INSTALLATION, now - 60, now + 3600),
+    );
+
+    use steward_client::trust::Outcome;
+    for (case, token, outcome) in [
+        (
+            "another installation",
+            other_site,
+            Outcome::WrongInstallation,
+        ),
+        ("another CTL", other_ctl, Outcome::WrongFingerprint),
+        ("expired", expired, Outcome::Expired),
+        ("forged signature", hex(&forged), Outcome::BadSignature),
+        (
+            "signed by the server's key",
+            by_server,
+            Outcome::BadSignature,
+        ),
+    ] {
+        rogue_offer(&scene, &rogue, case, 3, token, outcome as u8).await;
+    }
+    // The rogue's own CTL, as a chain-linked update signed by its CA.
+    let update = steward_pki::ctl::sign_ctl_update(
+        &rogue_key,
+        &rogue_ca,
+        &steward_pki::ctl::Ctl::new(2, vec![rogue_ca.clone()]).expect("ctl"),
+    )
+    .expect("update");
+    rogue_offer(
+        &scene,
+        &rogue,
+        "rogue CTL update",
+        5,
+        hex(&update),
+        Outcome::CtlUpdateRefused as u8,
+    )
+    .await;
+    rogue.shutdown().await.expect("rogue stops");
+
+    // The real recovery: B and the good token. The refusals used nothing up.
+    let (server_b, data_b) = scene.new_server("b", RECOVERY).await;
+    let (status, reply) = command(&server_b, "import", json!(good)).await;
+    assert_eq!(status, 200, "{reply}");
+    all_registered(&server_b, &scene.fleet, "B after recovery").await;
+    let fingerprint_b = trust_of(&scene.devices[0]).await.and_then(|t| t.1);
+    scene
+        .until("locked in to B", |t| {
+            t.0 == TrustState::LockedIn && t.1 == fingerprint_b
+        })
+        .await;
+
+    // Replayed: B still offers the token; a device that bootstraps again refuses it.
+    let devices = server_b.devices();
+    let endpoint = &scene.fleet[0];
+    devices
+        .trigger_bootstrap(endpoint, None, Duration::from_secs(10))
+        .await
+        .expect("bootstrap trigger");
+    let replayed = |t: &(TrustState, Option<[u8; 32]>, u8)| {
+        t.2 == Outcome::WrongFingerprint as u8 && t.1 == fingerprint_b
+    };
+    let t = Instant::now();
+    while !trust_of(&scene.devices[0])
+        .await
+        .is_some_and(|s| replayed(&s))
+    {
+        assert!(t.elapsed() < WAIT, "the replayed token is refused");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // (It does not register again: B's EST refuses factory credentials once it has issued an
+    // operational certificate for them, the allow-list's one-enrolment rule.)
+
+    // Over LwM2M from B to another device: the token again, a rogue CTL update, then B's own
+    // chain-linked one.
+    let (endpoint, device) = (&scene.fleet[1], &scene.devices[1]);
+    let write = |payload: Vec<u8>, resource: u16| {
+        let devices = devices.clone();
+        let endpoint = endpoint.clone();
+        async move {
+            devices
+                .request(
+                    &endpoint,
+                    DownlinkRequest::Write {
+                        path: Path::Resource(42769, 0, resource),
+                        mode: WriteMode::Replace,
+                        node: Node::Resource(Resource::Single(Value::Opaque(payload))),
+                        format: None,
+                    },
+                    Duration::from_secs(10),
+                )
+                .await
+        }
+    };
+    let refused = write(unhex(&good), 3).await;
+    assert!(forbidden(&refused), "replay over LwM2M: {refused:?}");
+    let refused = write(update, 5).await;
+    assert!(forbidden(&refused), "rogue CTL update: {refused:?}");
+    assert_eq!(
+        trust_of(&scene.devices[0]).await.and_then(|t| t.1),
+        fingerprint_b
+    );
+
+    let (b_ca, b_key) = server_ca(&data_b);
+    let next = steward_pki::ctl::Ctl::new(2, vec![b_ca.clone(), rogue_ca]).expect("ctl");
+    let linked = steward_pki::ctl::sign_ctl_update(&b_key, &b_ca, &next).expect("update");
+    let accepted = write(linked, 5).await;
+    assert!(accepted.is_ok(), "B's chain-linked update: {accepted:?}");
+    assert_eq!(
+        trust_of(device).await.and_then(|t| t.1),
+        Some(next.fingerprint()),
+        "the device holds B's next CTL"
+    );
+
+    scene.shutdown().await;
+    server_b.shutdown().await.expect("B stops");
+}
+
+/// The device answered 4.03 Forbidden.
+fn forbidden<T>(outcome: &Result<T, steward::dm::DmError>) -> bool {
+    matches!(
+        outcome,
+        Err(steward::dm::DmError::Device { code, .. }) if *code == steward_coap::message::Code::FORBIDDEN
+    )
+}
+
+fn unhex(s: &str) -> Vec<u8> {
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).expect("hex"))
+        .collect()
 }

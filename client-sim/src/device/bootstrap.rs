@@ -52,13 +52,13 @@ impl Device {
         {
             // Recovery mode: the server is not the one the CTL trusts. Only a recovery token
             // (which authenticates itself) and, once one is accepted, Finish.
+            // A CTL update goes through to be refused (and recorded as such) by the trust.
             let token = request.method == Method::Put
-                && path_of(request).ok()
-                    == Some(Path::Resource(
-                        crate::trust::OBJECT,
-                        0,
-                        crate::trust::rid::TOKEN,
-                    ));
+                && path_of(request).ok().is_some_and(|p| {
+                    [crate::trust::rid::TOKEN, crate::trust::rid::CTL_UPDATE]
+                        .map(|r| Path::Resource(crate::trust::OBJECT, 0, r))
+                        .contains(&p)
+                });
             if !(token || finish && t.reset_pending()) {
                 return Err(DmError::Forbidden(
                     "recovery mode: this bootstrap server does not chain to the device's CTL; \
