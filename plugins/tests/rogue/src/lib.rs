@@ -51,7 +51,9 @@ fn command(c: Command) -> Result<Vec<Effect>, PluginError> {
         serde_json::from_str(&c.argument).map_err(|e| rejected(format!("argument: {e}")))?;
     match c.name.as_str() {
         "offer" => {
-            let name = argument["name"].as_str().ok_or_else(|| rejected("no name"))?;
+            let name = argument["name"]
+                .as_str()
+                .ok_or_else(|| rejected("no name"))?;
             let resource = argument["resource"]
                 .as_u64()
                 .filter(|r| *r == 3 || *r == 5)
