@@ -562,22 +562,40 @@ pub struct ScenarioPorts {
 }
 
 impl ScenarioPorts {
-    /// Four loopback UDP ports free now (the servers bind them a moment later).
+    /// Four loopback UDP ports free now (the servers bind them a moment later), below the
+    /// kernel's ephemeral range: between A's shutdown and B's start the devices open new
+    /// sockets on ephemeral ports, and one of them must not take B's.
     pub fn free() -> std::io::Result<ScenarioPorts> {
-        let sockets = (0..4)
-            .map(|_| UdpSocket::bind(("127.0.0.1", 0)))
-            .collect::<std::io::Result<Vec<_>>>()?;
-        let mut ports = sockets
-            .iter()
-            .map(|s| s.local_addr().map(|a| a.port()))
-            .collect::<std::io::Result<Vec<_>>>()?
-            .into_iter();
-        let mut next = || ports.next().unwrap_or(0);
+        let ephemeral_low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+            .ok()
+            .and_then(|r| r.split_whitespace().next()?.parse::<u16>().ok())
+            .unwrap_or(32768);
+        let (low, high) = (10_000u16, ephemeral_low.max(10_100));
+        let mut seed = [0u8; 2];
+        openssl::rand::rand_bytes(&mut seed).map_err(std::io::Error::other)?;
+        let span = high - low;
+        let start = u16::from_le_bytes(seed) % span;
+        // Held until all four are found, so that no two are the same.
+        let mut held = Vec::new();
+        for i in 0..span {
+            let port = low + (start + i) % span;
+            if let Ok(socket) = UdpSocket::bind(("127.0.0.1", port)) {
+                held.push((port, socket));
+                if held.len() == 4 {
+                    break;
+                }
+            }
+        }
+        if held.len() < 4 {
+            return Err(std::io::Error::other(
+                "no four free UDP ports below the ephemeral range",
+            ));
+        }
         Ok(ScenarioPorts {
-            coap: next(),
-            coaps: next(),
-            bs_coap: next(),
-            bs_coaps: next(),
+            coap: held[0].0,
+            coaps: held[1].0,
+            bs_coap: held[2].0,
+            bs_coaps: held[3].0,
         })
     }
 

@@ -45,8 +45,11 @@ use crate::devices::{DeviceEvent, DeviceEvents, Devices};
 use crate::dm::{DmError, DownlinkRequest, DownlinkResponse, Ticket};
 use crate::store::PluginTimer;
 
-/// Events waiting per plugin before device events are dropped.
-const QUEUE: usize = 1024;
+/// Events waiting per plugin before device events are dropped. A fleet that recovers at once
+/// brings a plugin about four events per device within seconds (bootstrap request, offer
+/// answer, registration, read response): 10 000 devices must fit. A queued event is a few
+/// hundred bytes.
+const QUEUE: usize = 65_536;
 /// How long a plugin's device request may take, queueing for a sleeping device included.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
 /// How often expired bootstrap offers are removed (sessions skip them in between).
