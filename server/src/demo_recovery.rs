@@ -248,10 +248,16 @@ async fn scenario(
     let plugin = plugin_loaded(&server_a).map_err(|e| format!("server A: {e}"));
     stage.server = Some(server_a);
     let plugin = plugin?;
-    for (endpoint, credentials) in endpoints.iter().zip(credentials) {
-        let config = device_config(endpoint, &ports, credentials, &vendor_key);
+    let pace = Pace::for_devices(endpoints.len());
+    for (i, (endpoint, credentials)) in endpoints.iter().zip(credentials).enumerate() {
+        let config = device_config(endpoint, &ports, credentials, &vendor_key, &pace);
         let device = managed::spawn(config).map_err(|e| format!("device {endpoint}: {e}"))?;
         stage.devices.push(device);
+        if let Some(rate) = pace.start_rate
+            && (i + 1) % 50 == 0
+        {
+            tokio::time::sleep(Duration::from_millis(50_000 / u64::from(rate.max(1)))).await;
+        }
     }
     let server_a = stage.server.as_ref().ok_or("server A is gone")?;
     all_registered(server_a, &endpoints, wait)
@@ -735,6 +741,7 @@ pub fn device_config(
     ports: &ScenarioPorts,
     credentials: ClientCredentials,
     vendor_key: &VerifyingKey,
+    pace: &Pace,
 ) -> ManagedConfig {
     let mut device = DeviceConfig::new(endpoint, Version::V1_1);
     device.server_uri = format!("coaps://{}", ports.coaps());
@@ -743,20 +750,69 @@ pub fn device_config(
         installation: INSTALLATION.into(),
         vendor_key: *vendor_key,
         initial: InitialTrust::FirstUse,
-        recovery_retry: Duration::from_secs(1),
+        recovery_retry: pace.recovery_retry,
     });
     let mut config = ManagedConfig::new(device, ports.coaps());
     config.factory = Some(credentials);
     config.bootstrap = Some(format!("coaps://{}", ports.bs_coaps()));
     config.ocsp = OcspCheck::Off;
     config.stack.endpoint = EndpointConfig {
-        ack_timeout: Duration::from_millis(500),
-        max_retransmit: 2,
+        ack_timeout: pace.ack_timeout,
+        max_retransmit: pace.max_retransmit,
         ..config.stack.endpoint
     };
     config.backoff.initial = Duration::from_millis(500);
-    config.backoff.max = Duration::from_secs(2);
+    config.backoff.max = pace.backoff_max;
     config
+}
+
+/// How hard a fleet of the scenario pushes: how often locked-out devices ask for a token, its
+/// CoAP and DTLS retry timers, how fast the devices are switched on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Pace {
+    pub recovery_retry: Duration,
+    pub ack_timeout: Duration,
+    pub max_retransmit: u32,
+    /// The longest pause between two DTLS handshake attempts.
+    pub backoff_max: Duration,
+    /// Devices switched on per second; `None`: all at once.
+    pub start_rate: Option<u32>,
+}
+
+impl Pace {
+    /// For a demo-sized fleet: short timers, so that a lost server is noticed in seconds.
+    pub fn quick() -> Pace {
+        Pace {
+            recovery_retry: Duration::from_secs(1),
+            ack_timeout: Duration::from_millis(500),
+            max_retransmit: 2,
+            backoff_max: Duration::from_secs(2),
+            start_rate: None,
+        }
+    }
+
+    /// For thousands of devices on one machine: CoAP's default timers, a token asked for every
+    /// 10 s (spread per device), devices switched on at 500 a second. With the quick timers,
+    /// 10 000 devices polling every second retry faster than two cores answer, and their
+    /// retries supersede their own sessions.
+    pub fn fleet() -> Pace {
+        Pace {
+            recovery_retry: Duration::from_secs(10),
+            ack_timeout: Duration::from_secs(2),
+            max_retransmit: 4,
+            backoff_max: Duration::from_secs(30),
+            start_rate: Some(500),
+        }
+    }
+
+    /// [`Pace::quick`] up to 1 000 devices, [`Pace::fleet`] beyond.
+    pub fn for_devices(n: usize) -> Pace {
+        if n <= 1000 {
+            Pace::quick()
+        } else {
+            Pace::fleet()
+        }
+    }
 }
 
 /// A device's trust as it holds it now (object 42769).

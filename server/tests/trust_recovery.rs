@@ -177,7 +177,13 @@ impl Scene {
             .iter()
             .map(|e| {
                 let credentials = factory.credentials(e).expect("factory credentials");
-                let config = scenario::device_config(e, &ports, credentials, &vendor_key);
+                let config = scenario::device_config(
+                    e,
+                    &ports,
+                    credentials,
+                    &vendor_key,
+                    &scenario::Pace::quick(),
+                );
                 managed::spawn(config).expect("device starts")
             })
             .collect();

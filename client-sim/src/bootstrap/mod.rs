@@ -311,6 +311,7 @@ impl Bootstrap {
         self.failures = self.failures.saturating_add(1);
         let retry_in =
             crate::retry::backoff(self.failures, self.config.retry_base, self.config.retry_max);
+        let retry_in = crate::retry::spread(retry_in, &self.config.endpoint, self.failures);
         self.in_flight = false;
         self.queued = false;
         self.state = State::Backoff {
@@ -347,10 +348,13 @@ mod tests {
         b.on_response(now, &Response::new(Code::CHANGED));
         assert!(b.is_serving());
         b.handle_timeout(now + EXCHANGE_LIFETIME);
+        // 5 s, spread by up to a half for this device.
+        let retry = crate::retry::spread(Duration::from_secs(5), "dev", 1);
+        assert!(retry >= Duration::from_secs(5) && retry < Duration::from_millis(7500));
         assert_eq!(
             b.state(),
             &State::Backoff {
-                until: now + EXCHANGE_LIFETIME + Duration::from_secs(5)
+                until: now + EXCHANGE_LIFETIME + retry
             }
         );
         let events: Vec<_> = std::iter::from_fn(|| b.poll_event()).collect();

@@ -1,5 +1,5 @@
 //! Trust-chain recovery messages as a device receives them: any bytes give claims or a
-//! `RecoveryError` from `verify_recovery_token` (and `RecoveryClaims::decode`), a CTL or a
+//! `RecoveryError` from `verify_recovery_token` (and a `ClaimError` from `RecoveryClaims::decode`), a CTL or a
 //! `CtlError` from `Ctl::from_canonical` and `Ctl::accept_update`, never a panic; what is
 //! accepted is canonical (it encodes back to the same bytes) and fits the expectation.
 //!
