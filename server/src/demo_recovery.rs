@@ -81,6 +81,9 @@ const ADMIN: &str = "alice";
 /// device adds [`WAIT_PER_DEVICE`].
 const WAIT: Duration = Duration::from_secs(60);
 const WAIT_PER_DEVICE: Duration = Duration::from_millis(200);
+/// From this many devices on, waits report progress every [`PROGRESS_EVERY`].
+const PROGRESS_FROM: usize = 1000;
+const PROGRESS_EVERY: Duration = Duration::from_secs(5);
 /// How long the plugin's progress report may lag the registrations.
 const STATUS_WAIT: Duration = Duration::from_secs(10);
 
@@ -492,6 +495,7 @@ async fn all_registered(
     wait: Duration,
 ) -> Result<(), String> {
     let t = Instant::now();
+    let mut reported = Instant::now();
     loop {
         let missing = endpoints
             .iter()
@@ -499,6 +503,16 @@ async fn all_registered(
             .count();
         if missing == 0 {
             return Ok(());
+        }
+        // A big fleet takes a while: say how far it got (stderr, beside the step's lines).
+        if endpoints.len() >= PROGRESS_FROM && reported.elapsed() >= PROGRESS_EVERY {
+            reported = Instant::now();
+            eprintln!(
+                "  … {}/{} registered after {}",
+                endpoints.len() - missing,
+                endpoints.len(),
+                secs(t.elapsed())
+            );
         }
         if t.elapsed() > wait {
             return Err(format!(
