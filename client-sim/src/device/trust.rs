@@ -327,3 +327,69 @@ mod tests {
         assert_eq!(again.code, Code::FORBIDDEN);
     }
 }
+
+#[cfg(test)]
+mod persistence {
+    use steward_objects::Version;
+
+    use crate::device::{Device, DeviceConfig};
+    use crate::state::{CredentialPaths, DeviceState};
+    use crate::trust::tests::{INSTALLATION, NOW, anchors, token_with, vendor};
+    use crate::trust::{InitialTrust, Outcome, TrustConfig, TrustState};
+
+    fn first_use_device() -> Device {
+        let mut config = DeviceConfig::new("locked", Version::V1_1);
+        config.trust = Some(TrustConfig {
+            installation: INSTALLATION.into(),
+            vendor_key: *vendor().verifying_key(),
+            initial: InitialTrust::FirstUse,
+            recovery_retry: crate::trust::DEFAULT_RECOVERY_RETRY,
+        });
+        let mut device = Device::try_new(config).expect("device");
+        device.set_unix_now(NOW);
+        device
+    }
+
+    /// A locked-in device that loses power comes back locked in to the same CTL, with its
+    /// token history: neither a restart nor a state file is a way out of the CTL.
+    #[test]
+    fn a_power_cycle_keeps_the_ctl_and_the_used_tokens() {
+        let mut device = first_use_device();
+        device.trust_bootstrap_session(&[b"leaf".to_vec(), anchors()[0].clone()]);
+        assert!(device.trust.as_mut().expect("trust").bootstrap_finished());
+        let fingerprint = device.trust().and_then(|t| t.fingerprint());
+        let wrong = token_with(&vendor(), |c| c.installation = "elsewhere".into());
+        assert!(
+            device
+                .trust
+                .as_mut()
+                .expect("trust")
+                .offer_token(&wrong, NOW)
+                .is_err()
+        );
+
+        let saved = DeviceState::capture(&device, None, CredentialPaths::default());
+        let bytes = saved.to_json().expect("json");
+        let loaded =
+            DeviceState::from_json(&bytes, std::path::Path::new("locked.json")).expect("loads");
+        let mut restarted = first_use_device();
+        assert_eq!(
+            restarted.trust().map(|t| t.state()),
+            Some(TrustState::Initial)
+        );
+        loaded.apply(&mut restarted);
+        let trust = restarted.trust().expect("trust");
+        assert_eq!(trust.fingerprint(), fingerprint);
+        assert_eq!(trust.state(), TrustState::LockedIn);
+        assert_eq!(trust.last_outcome(), Outcome::WrongInstallation);
+
+        // A state file whose CTL was tampered with is refused, not read as "no CTL".
+        let text = String::from_utf8(bytes).expect("utf-8");
+        let ctl = saved.trust.and_then(|t| t.ctl).expect("saved CTL");
+        let tampered = text.replace(&ctl, "00");
+        assert!(
+            DeviceState::from_json(tampered.as_bytes(), std::path::Path::new("locked.json"))
+                .is_err()
+        );
+    }
+}
