@@ -516,6 +516,34 @@ fn csr_attrs_and_crts() {
     assert_eq!(certs.len(), 2);
 }
 
+/// The same enrolment asked again (its answer was lost) gets the same certificate, and records
+/// nothing new; only the key the certificate certifies can ask.
+#[test]
+fn a_lost_enrolment_answer_can_be_asked_for_again() {
+    let f = fixture();
+    let factory = cert_client(&f.mfr.factory_chain(DEVICE, unix_now()));
+    let key = p256();
+    let request = csr_with(&key, Some(DEVICE), &[]);
+    let first = post(&f.pki, "sen", &request, factory.clone());
+    assert_eq!(first.code, Code::CHANGED, "{first:?}");
+    let before = recorded(&f.store);
+    let again = post(&f.pki, "sen", &request, factory.clone());
+    assert_eq!(again.code, Code::CHANGED, "{again:?}");
+    assert_eq!(again.payload, first.payload, "the same certificate");
+    assert_eq!(recorded(&f.store), before, "nothing new issued");
+    // A new CSR for the same key (another encoding of the same request) is the same enrolment.
+    let resigned = post(
+        &f.pki,
+        "sen",
+        &csr_with(&key, Some(DEVICE), &[]),
+        factory.clone(),
+    );
+    assert_eq!(resigned.payload, first.payload);
+    // Another key is another enrolment: refused as before.
+    let other = post(&f.pki, "sen", &csr(DEVICE), factory);
+    assert_eq!(other.code, Code::FORBIDDEN, "{other:?}");
+}
+
 #[test]
 fn factory_credentials_are_replaced_on_first_enrolment() {
     let f = fixture();

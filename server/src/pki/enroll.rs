@@ -40,7 +40,9 @@ impl Enroller for PkiService {
         let endpoint = self.enrolling_endpoint(ctx.client, now)?;
         let csr = self.parse_csr(csr_der)?;
         require_cn(&csr, &endpoint)?;
-        self.factory_credentials_unused(&endpoint, now)?;
+        if let Some(again) = self.first_enrolment(&endpoint, &csr, now)? {
+            return Ok(again);
+        }
         let profile = self.profile(profile::DEVICE).map_err(internal)?;
         self.issue_recorded(&csr, &profile, &endpoint, now)
     }
@@ -171,27 +173,45 @@ impl PkiService {
     /// Refuses `/sen` when the endpoint already holds a valid operational certificate: its
     /// factory credentials were replaced on first enrolment (seed 003), so presenting them
     /// again is either a device that lost its certificate (the operator revokes the old one)
-    /// or someone with a copy of them.
-    fn factory_credentials_unused(&self, endpoint: &str, now: u64) -> Result<(), EstRefusal> {
+    /// or someone with a copy of them. One exception: a CSR for the very key that certificate
+    /// certifies is the same enrolment asked again (its answer was lost: under load, a CoAP
+    /// exchange gives up before a slow answer arrives), and gets the same certificate back
+    /// (`Some`). It proves possession of that key, so it learns nothing it did not hold; without
+    /// this, one lost answer locked the device out until an operator revoked the certificate.
+    fn first_enrolment(
+        &self,
+        endpoint: &str,
+        csr: &Csr,
+        now: u64,
+    ) -> Result<Option<Vec<u8>>, EstRefusal> {
         if self.inner.settings.factory_reenrolment {
-            return Ok(());
+            return Ok(None);
         }
         let issued = self
             .inner
             .store
             .issued_for_endpoint(endpoint)
             .map_err(|e| EstRefusal::Internal(format!("PKI store: {e}")))?;
-        match issued
+        let Some(current) = issued
             .iter()
             .find(|r| r.profile == profile::DEVICE && !r.is_revoked() && now <= r.not_after)
-        {
-            Some(current) => Err(EstRefusal::Forbidden(format!(
-                "{endpoint} already holds operational certificate {}: re-enrol with /sren, or \
-                 revoke it to admit the factory credentials again",
-                current.serial
-            ))),
-            None => Ok(()),
+        else {
+            return Ok(None);
+        };
+        let same_key = X509::from_der(&current.der)
+            .and_then(|cert| cert.public_key())
+            .and_then(|key| key.public_key_to_der())
+            .ok()
+            .zip(csr.public_key_der().ok())
+            .is_some_and(|(certified, asked)| certified == asked);
+        if same_key {
+            return Ok(Some(current.der.clone()));
         }
+        Err(EstRefusal::Forbidden(format!(
+            "{endpoint} already holds operational certificate {}: re-enrol with /sren, or \
+             revoke it to admit the factory credentials again",
+            current.serial
+        )))
     }
 
     /// The record of the DTLS leaf for `/sren`: ours, byte for byte, unrevoked, unexpired.
