@@ -26,6 +26,7 @@
 //! can use them: [`Manufacturer`], [`ScenarioPorts`], [`prepare_server`],
 //! [`device_config`], [`trust_of`], [`fleet`].
 
+use crate::hex::encode as hex;
 use std::net::{SocketAddr, UdpSocket};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -864,10 +865,6 @@ fn unix_secs() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs())
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// A fingerprint's first 8 bytes, hex.

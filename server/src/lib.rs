@@ -28,6 +28,7 @@ pub mod demo;
 pub mod demo_recovery;
 pub mod devices;
 pub mod dm;
+mod hex;
 pub mod lwm2m;
 pub mod observation;
 pub mod pki;

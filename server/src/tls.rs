@@ -9,6 +9,7 @@
 //! self-signed P-256 certificate there on first start (the key file is written with mode 0600
 //! on Unix). Its PEM and SHA-256 fingerprint are logged at start, so devices can pin it.
 
+use crate::hex::encode as hex;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -189,14 +190,6 @@ fn write_new(path: &Path, contents: &[u8], private: bool) -> Result<(), TlsError
     drop(file);
     std::fs::rename(&tmp, path).map_err(write_err)?;
     Ok(())
-}
-
-fn hex(bytes: &[u8]) -> String {
-    use std::fmt::Write as _;
-    bytes.iter().fold(String::new(), |mut s, b| {
-        let _ = write!(s, "{b:02x}");
-        s
-    })
 }
 
 #[cfg(test)]

@@ -7,8 +7,8 @@
 //! milliseconds, opaque is lower-case hex, `status` is `NAME(code)`, empty fields are left out
 //! (Jackson `NON_NULL`), CoRE-link attribute values keep their quotes.
 
+use crate::hex::{decode as unhex, encode as hex};
 use std::collections::BTreeMap;
-use std::fmt::Write as _;
 use std::net::SocketAddr;
 
 use serde_json::{Map, Value as Json, json};
@@ -288,15 +288,6 @@ fn value_json(value: &Value) -> Json {
     }
 }
 
-fn hex(bytes: &[u8]) -> String {
-    let mut s = String::with_capacity(bytes.len() * 2);
-    for b in bytes {
-        // Writing to a String cannot fail.
-        let _ = write!(s, "{b:02x}");
-    }
-    s
-}
-
 /// Why a JSON body is not a node (surfaced as 400 `Invalid request: unable to parse json to
 /// tlv:<reason>`, Leshan's wording).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -509,16 +500,6 @@ fn parse_value(data_type: DataType, v: &Json) -> Result<Value, NodeJsonError> {
         }
         DataType::None => return Err(wrong()),
     })
-}
-
-fn unhex(s: &str) -> Option<Vec<u8>> {
-    if !s.len().is_multiple_of(2) {
-        return None;
-    }
-    (0..s.len())
-        .step_by(2)
-        .map(|i| s.get(i..i + 2).and_then(|b| u8::from_str_radix(b, 16).ok()))
-        .collect()
 }
 
 /// CoRE links as Leshan's `JacksonLinkSerializer` writes them: the value exactly as in link

@@ -14,6 +14,7 @@
 //! The helpers at the bottom ([`ApiError`], [`check_endpoint`], [`body_limit`]) are shared with
 //! the bootstrap and Steward routes, which take the same hostile input.
 
+pub(super) use crate::hex::{decode as unhex, encode as hex};
 use std::net::SocketAddr;
 
 use axum::Router;
@@ -417,25 +418,6 @@ pub(super) fn json_response(status: StatusCode, value: &Value) -> Response {
         value.to_string(),
     )
         .into_response()
-}
-
-pub(super) fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-/// Hex (either case) to bytes; `None` for odd length or a non-hex digit.
-pub(super) fn unhex(text: &str) -> Option<Vec<u8>> {
-    // `from_str_radix` alone would accept a sign (`+1`).
-    if !text.len().is_multiple_of(2) || !text.bytes().all(|b| b.is_ascii_hexdigit()) {
-        return None;
-    }
-    text.as_bytes()
-        .chunks(2)
-        .map(|pair| {
-            let digits = std::str::from_utf8(pair).ok()?;
-            u8::from_str_radix(digits, 16).ok()
-        })
-        .collect()
 }
 
 #[cfg(test)]

@@ -27,6 +27,7 @@
 //! `quarantine_max`. The first success after a quarantine clears the back-off. `rejected`
 //! errors are the caller's fault and count for nothing.
 
+use crate::hex::encode as hex;
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
@@ -213,10 +214,6 @@ pub struct PluginHost {
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 impl PluginHost {

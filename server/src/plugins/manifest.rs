@@ -22,6 +22,7 @@
 //! Map keys other than text are skipped like unknown text keys; a repeated known key, an
 //! indefinite-length map and trailing bytes are malformed.
 
+use crate::hex::encode as hex;
 use std::path::Path;
 
 use minicbor::data::Type;
@@ -244,14 +245,6 @@ fn decode_payload(payload: &[u8]) -> Result<(String, [u8; 32], Option<String>), 
     let name = name.ok_or_else(|| bad("no \"name\"".into()))?;
     let digest = digest.ok_or_else(|| bad("no \"sha256\"".into()))?;
     Ok((name, digest, version))
-}
-
-fn hex(bytes: &[u8]) -> String {
-    use std::fmt::Write;
-    bytes.iter().fold(String::new(), |mut s, b| {
-        let _ = write!(s, "{b:02x}");
-        s
-    })
 }
 
 #[cfg(test)]

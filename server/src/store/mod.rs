@@ -40,6 +40,7 @@ pub use offers::{OFFER_RECORD_FORMAT, OfferRecord, ValueRecord};
 pub use plugins::{PluginKvWrite, PluginTimer};
 pub use sled_store::{Durability, SledStore, VerifyReport};
 
+use crate::hex::encode as hex;
 use std::fmt;
 
 use minicbor::{Decode, Encode};
@@ -388,10 +389,6 @@ impl StoreError {
             StoreError::Conflict(_) | StoreError::Invalid(_) => FaultDomain::Conflict,
         }
     }
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 #[cfg(test)]

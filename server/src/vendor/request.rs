@@ -5,6 +5,7 @@
 //! The HTTP API and the CLI both start from text (JSON fields, flags); both go through
 //! [`SignInput::parse`], so they refuse the same things with the same messages.
 
+pub use crate::hex::{decode as unhex, encode as hex};
 use serde::Deserialize;
 use steward_pki::recovery::{MAX_LIFETIME, MAX_NAME_LEN};
 
@@ -212,26 +213,6 @@ pub fn for_display(text: &str) -> String {
         out.push('…');
     }
     out
-}
-
-/// Lower-case hex.
-pub fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-/// Hex (either case) to bytes; `None` for odd length or a non-hex digit.
-pub fn unhex(text: &str) -> Option<Vec<u8>> {
-    // `from_str_radix` alone would accept a sign (`+1`).
-    if !text.len().is_multiple_of(2) || !text.bytes().all(|b| b.is_ascii_hexdigit()) {
-        return None;
-    }
-    text.as_bytes()
-        .chunks(2)
-        .map(|pair| {
-            let digits = std::str::from_utf8(pair).ok()?;
-            u8::from_str_radix(digits, 16).ok()
-        })
-        .collect()
 }
 
 /// The rule for installation IDs and the issuer, which the token's claims share; the error is
