@@ -29,8 +29,6 @@
 
 use std::collections::VecDeque;
 
-use p256::pkcs8::EncodePublicKey;
-use sha2::{Digest, Sha256};
 use steward_dtls::ServerTrust;
 use steward_pki::cose::VerifyingKey;
 use steward_pki::ctl::{Ctl, CtlError};
@@ -221,13 +219,7 @@ impl DeviceTrust {
 
     /// SHA-256 of the vendor key's SubjectPublicKeyInfo (42769/0/7).
     pub fn vendor_key_id(&self) -> [u8; 32] {
-        let der = self
-            .config
-            .vendor_key
-            .to_public_key_der()
-            .map(|d| d.as_bytes().to_vec())
-            .unwrap_or_default();
-        Sha256::digest(der).into()
+        steward_pki::cose::verifying_key_id(&self.config.vendor_key)
     }
 
     /// How the device checks its LwM2M server: against the CTL when it holds one; `None`

@@ -175,6 +175,25 @@ pub fn load_signing_key(pem: &str) -> Result<SigningKey, CoseError> {
     }
 }
 
+/// The key id of a public key, as CTL updates, recovery tokens and object 42769 name keys:
+/// SHA-256 of its SubjectPublicKeyInfo DER. One definition, so that the kid a vendor signs
+/// with and the id a device reports (42769/0/7) cannot drift apart.
+pub fn spki_key_id(spki_der: &[u8]) -> [u8; 32] {
+    use sha2::{Digest, Sha256};
+    Sha256::digest(spki_der).into()
+}
+
+/// [`spki_key_id`] of a P-256 public key.
+pub fn verifying_key_id(key: &VerifyingKey) -> [u8; 32] {
+    use p256::pkcs8::EncodePublicKey;
+    // Encoding a valid P-256 point as SPKI DER does not fail.
+    let der = key
+        .to_public_key_der()
+        .map(|d| d.as_bytes().to_vec())
+        .unwrap_or_default();
+    spki_key_id(&der)
+}
+
 /// Loads a P-256 public key from an SPKI (`PUBLIC KEY`) PEM, or the public half of a private key
 /// PEM (as [`load_signing_key`] reads it).
 pub fn load_verifying_key(pem: &str) -> Result<VerifyingKey, CoseError> {

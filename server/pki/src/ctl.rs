@@ -46,7 +46,7 @@ use steward_claims::cbor::{self, MAJOR_ARRAY, MAJOR_BYTES, MAJOR_UNSIGNED};
 
 use crate::cose::{
     CoseError, MAX_MESSAGE_LEN, SigningKey, VerifyingKey, cose_sign1_es256, cose_sign1_kid,
-    cose_verify1_es256,
+    cose_verify1_es256, spki_key_id,
 };
 
 /// The most anchors a CTL holds.
@@ -273,7 +273,7 @@ pub fn sign_ctl_update(
 /// `SubjectPublicKeyInfo` DER, as the certificate holds it. `Anchor` if it is not a
 /// certificate.
 pub fn anchor_key_id(cert: &[u8]) -> Result<[u8; 32], CtlError> {
-    spki_of(cert).map(|spki| Sha256::digest(spki).into())
+    spki_of(cert).map(spki_key_id)
 }
 
 /// The kid and P-256 key of an anchor certificate.
@@ -281,7 +281,7 @@ fn anchor_key(cert: &[u8]) -> Result<([u8; 32], VerifyingKey), CtlError> {
     let spki = spki_of(cert)?;
     let key = VerifyingKey::from_public_key_der(spki)
         .map_err(|e| CtlError::Anchor(format!("anchor key is not P-256: {e}")))?;
-    Ok((Sha256::digest(spki).into(), key))
+    Ok((spki_key_id(spki), key))
 }
 
 fn spki_of(cert: &[u8]) -> Result<&[u8], CtlError> {

@@ -15,7 +15,6 @@ use std::path::{Path, PathBuf};
 use openssl::ec::{EcGroup, EcKey};
 use openssl::nid::Nid;
 use openssl::pkey::{PKey, Private};
-use sha2::{Digest, Sha256};
 use steward_pki::cose::{SigningKey, load_signing_key};
 
 use super::VendorError;
@@ -149,10 +148,8 @@ pub fn load(dir: &Path) -> Result<VendorKey, VendorError> {
     })
 }
 
-/// The key id of a SubjectPublicKeyInfo DER.
-pub fn key_id(spki_der: &[u8]) -> [u8; 32] {
-    Sha256::digest(spki_der).into()
-}
+/// The key id of a SubjectPublicKeyInfo DER (the COSE kid of the tokens).
+pub use steward_pki::cose::spki_key_id as key_id;
 
 /// A new P-256 key: (PKCS#8 PEM, SubjectPublicKeyInfo PEM).
 fn generate() -> Result<(Vec<u8>, Vec<u8>), openssl::error::ErrorStack> {
