@@ -383,7 +383,9 @@ impl Runner {
                                     LinkEvent::HandshakeFailed { error, .. }
                                         if !to_bootstrap
                                             && client.device.device().trust().is_some()
-                                            && error.contains("server certificate refused")
+                                            && error.contains(
+                                                steward_dtls::SERVER_CERTIFICATE_REFUSED,
+                                            )
                                             && client.device.fall_back_to_bootstrap() =>
                                     {
                                         // Locked in, and this server does not chain to the

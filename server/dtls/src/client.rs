@@ -45,6 +45,10 @@ impl ClientCertificate {
     }
 }
 
+/// How a handshake failure our server check caused begins, so that a caller can tell "this
+/// server is not the one I trust" from a network failure in the error text it is given.
+pub const SERVER_CERTIFICATE_REFUSED: &str = "server certificate refused";
+
 /// How a client decides that the server's certificate is the right one.
 #[derive(Clone)]
 pub struct ServerTrust {
@@ -178,7 +182,7 @@ impl ClientConfig {
                 let server = server.clone();
                 config.verify_peer_certificate = Some(Arc::new(move |chain: &[Vec<u8>], _| {
                     server.verify(chain).map_err(|reason| {
-                        webrtc_dtls::Error::Other(format!("server certificate refused: {reason}"))
+                        webrtc_dtls::Error::Other(format!("{SERVER_CERTIFICATE_REFUSED}: {reason}"))
                     })
                 }));
             }

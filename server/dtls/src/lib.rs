@@ -30,8 +30,8 @@ mod server;
 mod session;
 
 pub use client::{
-    ClientCertificate, ClientConfig, ClientCredentials, ClientSession, ServerTrust,
-    certificates_from_pem,
+    ClientCertificate, ClientConfig, ClientCredentials, ClientSession, SERVER_CERTIFICATE_REFUSED,
+    ServerTrust, certificates_from_pem,
 };
 pub use config::{DtlsConfig, ServerCertificate};
 pub use credentials::{
